@@ -1,0 +1,1 @@
+"""steerlab: activation steering for language models, on TransformerLens or nnsight."""

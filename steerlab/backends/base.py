@@ -1,0 +1,417 @@
+"""The backend interface: abstract sites, token positions, edits, and the `Backend` base class.
+
+Everything above this module speaks in `Site`s, `Edit`s and tensors; only the two backend modules
+(`tl_backend`, `nnsight_backend`) know about TransformerLens or nnsight.
+
+Sites are named as in TransformerLens, for any layer (negative layers count from the end):
+
+| kind         | what it is                                              | TransformerLens hook          |
+|--------------|---------------------------------------------------------|-------------------------------|
+| `resid_pre`  | residual stream entering block L                        | `blocks.L.hook_resid_pre`     |
+| `attn_out`   | the attention block's output added to the residual      | `blocks.L.hook_attn_out`      |
+| `mlp_in`     | the MLP's input after its normalisation (weight applied)| output of `blocks.L.ln2`      |
+| `mlp_out`    | the MLP block's output added to the residual            | `blocks.L.hook_mlp_out`       |
+| `resid_post` | residual stream leaving block L                         | `blocks.L.hook_resid_post`    |
+
+Without weight processing, `resid_post[L]` equals Hugging Face `hidden_states[L + 1]` for every
+layer but the last (HF applies the final norm to its last hidden state).
+
+Prompts are left-padded, so every prompt in a batch ends at the same index `P - 1` and generated
+tokens start at `P`. Positions used by `Positions` are absolute indices in that padded layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from steerlab.errors import SteerlabError
+
+logger = logging.getLogger(__name__)
+
+SiteKind = Literal["resid_pre", "attn_out", "mlp_in", "mlp_out", "resid_post"]
+SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_in", "mlp_out", "resid_post")
+"""Site kinds in the order a block computes them."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A place in the model: a site kind at a layer, e.g. ``Site(12, "resid_post")``.
+
+    Example:
+        >>> Site.parse("resid_post.12")
+        Site(layer=12, kind='resid_post')
+        >>> Site(-1).resolve(30)
+        Site(layer=29, kind='resid_post')
+    """
+
+    layer: int
+    kind: str = "resid_post"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SITE_KINDS:
+            raise SteerlabError(f"unknown site kind {self.kind!r}; valid kinds: {', '.join(SITE_KINDS)}")
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool):
+            raise SteerlabError(f"a site's layer must be an int, got {self.layer!r}")
+
+    def resolve(self, n_layers: int, model_name: str = "this model") -> Site:
+        """Return the site with a non-negative layer, or raise if the layer is out of range."""
+        layer = self.layer + n_layers if self.layer < 0 else self.layer
+        if not 0 <= layer < n_layers:
+            raise SteerlabError(
+                f"layer {self.layer} is out of range for {model_name} ({n_layers} layers: 0..{n_layers - 1}); "
+                "negative indices count from the end"
+            )
+        return Site(layer, self.kind)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key: the order in which a forward pass reaches this site."""
+        return (self.layer, SITE_KINDS.index(self.kind))
+
+    @classmethod
+    def parse(cls, text: str | Site) -> Site:
+        """Parse ``"resid_post.12"`` (or ``"12"``, meaning resid_post) into a Site."""
+        if isinstance(text, Site):
+            return text
+        kind, _, layer = str(text).rpartition(".")
+        try:
+            return cls(int(layer), kind or "resid_post")
+        except ValueError:
+            raise SteerlabError(f"cannot read site {text!r}; write it as '<kind>.<layer>', e.g. 'resid_post.12'") from None
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.layer}"
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Which token positions an edit touches.
+
+    Kinds: ``all``; ``prompt`` (prompt tokens only); ``generated`` (tokens produced by generation);
+    ``last_prompt`` (the last prompt token, where an answer is predicted); ``from`` (prompt token
+    ``start`` onward, counted within each prompt, so left padding does not shift it; a negative
+    ``start`` counts back from the end of the prompt).
+
+    Example:
+        >>> Positions.from_index(-3)   # the last three prompt tokens and everything generated
+        Positions(kind='from', start=-3)
+    """
+
+    kind: Literal["all", "prompt", "generated", "last_prompt", "from"] = "all"
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        valid = ("all", "prompt", "generated", "last_prompt", "from")
+        if self.kind not in valid:
+            raise SteerlabError(f"unknown positions kind {self.kind!r}; valid: {', '.join(valid)}")
+
+    @classmethod
+    def from_index(cls, start: int) -> Positions:
+        return cls("from", start)
+
+    def mask(self, offset: int, length: int, prompt_len: int, n_pad: Int[Tensor, " batch"]) -> Bool[Tensor, "batch pos"]:
+        """Boolean mask over a slice ``[offset, offset + length)`` of absolute positions."""
+        pos = torch.arange(offset, offset + length, device=n_pad.device).unsqueeze(0)  # [1, pos]
+        pos = pos.expand(n_pad.shape[0], -1)
+        if self.kind == "all":
+            return torch.ones_like(pos, dtype=torch.bool)
+        if self.kind == "prompt":
+            return pos < prompt_len
+        if self.kind == "generated":
+            return pos >= prompt_len
+        if self.kind == "last_prompt":
+            return pos == prompt_len - 1
+        first = prompt_len + self.start if self.start < 0 else n_pad.unsqueeze(1) + self.start
+        return pos >= first
+
+
+ALL = Positions("all")
+PROMPT = Positions("prompt")
+GENERATED = Positions("generated")
+LAST_PROMPT = Positions("last_prompt")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A pure function of one site's activation, ``fn(h: [batch, pos, d_model]) -> same shape``,
+    applied only at the chosen positions. Build edits with `steerlab.interventions`."""
+
+    site: Site
+    fn: Callable[[Tensor], Tensor]
+    positions: Positions = ALL
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Left-padded token ids. Every prompt ends at index ``prompt_len - 1``."""
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+
+    @property
+    def prompt_len(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def n_pad(self) -> Int[Tensor, " batch"]:
+        return (self.attention_mask == 0).sum(dim=1)
+
+    @property
+    def position_ids(self) -> Int[Tensor, "batch pos"]:
+        """Positions counted from each prompt's first real token (pads get 0)."""
+        return (self.attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def __getitem__(self, index: slice) -> Batch:
+        return Batch(self.input_ids[index], self.attention_mask[index])
+
+
+@dataclass(frozen=True)
+class ForwardOutput:
+    logits: Float[Tensor, "batch pos vocab"]
+    activations: dict[Site, Float[Tensor, "batch pos d_model"]] = field(default_factory=dict)
+
+
+class EditRunner:
+    """Applies a group of edits at one site, tracking where each call's slice sits in the sequence.
+
+    With a key/value cache, the first call sees the prompt and each later call one new token, so the
+    slice starts where the previous one ended; without a cache every call starts at position 0.
+    """
+
+    def __init__(self, edits: Sequence[Edit], batch: Batch, incremental: bool):
+        self.edits = list(edits)
+        self.prompt_len = batch.prompt_len
+        self.n_pad = batch.n_pad
+        self.incremental = incremental
+        self.seen = 0
+
+    def __call__(self, h: Tensor) -> Tensor:
+        offset = self.seen if self.incremental else 0
+        length = h.shape[1]
+        self.seen = offset + length
+        n_pad = self.n_pad.to(h.device)
+        if h.shape[0] != n_pad.shape[0]:  # e.g. beams or samples expanded from one prompt
+            n_pad = n_pad.repeat_interleave(h.shape[0] // n_pad.shape[0])
+        for edit in self.edits:
+            mask = edit.positions.mask(offset, length, self.prompt_len, n_pad)
+            if bool(mask.all()):
+                h = edit.fn(h)
+            elif bool(mask.any()):
+                h = torch.where(mask.unsqueeze(-1), edit.fn(h), h)
+        return h
+
+
+def count_hooks(module: torch.nn.Module) -> int:
+    """Number of PyTorch hooks attached anywhere in ``module`` (used to check that none leak)."""
+    total = 0
+    for m in module.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs"):
+            total += len(getattr(m, name, {}) or {})
+    return total
+
+
+class Backend(ABC):
+    """One model behind one small interface. Subclasses implement `_forward` and `_generate`.
+
+    Every edit is scoped to one call: hooks are attached inside the call and removed in a
+    ``finally`` block, so nothing outlives it, even when it raises.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, *, name: str, hf_model: torch.nn.Module, tokenizer: Any, device: torch.device, dtype: torch.dtype):
+        self.name = name
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        cfg = hf_model.config
+        text_cfg = getattr(cfg, "text_config", None) or cfg
+        self.n_layers: int = text_cfg.num_hidden_layers
+        self.d_model: int = text_cfg.hidden_size
+        self.model_type: str = getattr(text_cfg, "model_type", getattr(cfg, "model_type", "unknown"))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+
+    # ------------------------------------------------------------------ primitives
+    @abstractmethod
+    def _forward(
+        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool
+    ) -> ForwardOutput: ...
+
+    @abstractmethod
+    def _generate(
+        self, batch: Batch, edits: Sequence[Edit], max_new_tokens: int, use_cache: bool, gen_kwargs: dict
+    ) -> Int[Tensor, "batch total"]: ...
+
+    @abstractmethod
+    def hook_name(self, site: Site) -> str:
+        """The backend's own name for a site (e.g. ``blocks.12.hook_resid_post``)."""
+
+    @property
+    @abstractmethod
+    def model(self) -> torch.nn.Module:
+        """The module the backend runs (the HookedTransformer, or the HF model nnsight wraps)."""
+
+    @property
+    def weight_processing(self) -> str:
+        """How weights differ from the checkpoint's ("none" unless a backend folds or centres them)."""
+        return "none"
+
+    # ------------------------------------------------------------------ tokens
+    def site(self, site: Site | str | int) -> Site:
+        """Normalise a site given as a Site, ``"resid_post.12"`` or a layer number; checks the range."""
+        if isinstance(site, int):
+            site = Site(site)
+        return Site.parse(site).resolve(self.n_layers, self.name)
+
+    def chat(self, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
+        """Format one user turn with the model's chat template, opening the assistant turn.
+
+        ``assistant_prefix`` is appended after the assistant header, e.g. ``"("`` for A/B answers.
+        A model without a chat template (a base model) gets a plain ``User:/Assistant:`` format.
+        """
+        return format_chat(self.tokenizer, user, system=system, assistant_prefix=assistant_prefix)
+
+    def tokenize(self, prompts: str | Sequence[str]) -> Batch:
+        """Left-padded token ids for already formatted prompts (see `chat`). No BOS is added where
+        the tokenizer adds none; a prompt that already starts with the BOS token gets no second one."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if len(prompts) == 0:
+            raise SteerlabError("no prompts were given; pass at least one string")
+        bos = self.tokenizer.bos_token
+        add_special = not (bos and all(p.startswith(bos) for p in prompts))
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
+        return Batch(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+
+    def _as_batch(self, prompts: str | Sequence[str] | Batch) -> Batch:
+        return prompts if isinstance(prompts, Batch) else self.tokenize(prompts)
+
+    def _check_edits(self, edits: Sequence[Edit] | Edit | None) -> list[Edit]:
+        if edits is None:
+            return []
+        if isinstance(edits, Edit):
+            edits = [edits]
+        return [Edit(self.site(e.site), e.fn, e.positions) for e in edits]
+
+    # ------------------------------------------------------------------ public calls
+    def forward(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        *,
+        edits: Sequence[Edit] | Edit | None = None,
+        record: Sequence[Site | str | int] = (),
+        grad: bool = False,
+    ) -> ForwardOutput:
+        """Logits (and activations at ``record`` sites, after any edit there) for one batch."""
+        batch = self._as_batch(prompts)
+        sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
+        with torch.set_grad_enabled(grad):
+            return self._forward(batch, self._check_edits(edits), sites, grad)
+
+    def logits(self, prompts, *, edits=None) -> Float[Tensor, "batch pos vocab"]:
+        return self.forward(prompts, edits=edits).logits
+
+    def record(self, prompts, sites: Sequence[Site | str | int]) -> dict[Site, Tensor]:
+        """Activations at many sites and layers from one forward pass."""
+        return self.forward(prompts, record=sites).activations
+
+    def token_losses(
+        self, texts: str | Sequence[str] | Batch, *, edits=None, grad: bool = False
+    ) -> tuple[Float[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+        """Per-token negative log-likelihood of each text under the (edited) model.
+
+        Returns ``(nll, mask)``, both ``[batch, pos - 1]``: ``nll[b, i]`` is the loss of token ``i + 1``
+        and ``mask`` is False at padding.
+        """
+        batch = self._as_batch(texts)
+        logits = self.forward(batch, edits=edits, grad=grad).logits.float()
+        targets = batch.input_ids[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        ).view(targets.shape)
+        mask = batch.attention_mask[:, 1:].bool() & batch.attention_mask[:, :-1].bool()
+        return nll * mask, mask
+
+    def perplexity(self, texts: Sequence[str], *, edits=None, batch_size: int = 8, progress: bool = False) -> float:
+        """Perplexity of ``texts`` (token-weighted over all of them) under the (edited) model."""
+        total, count = 0.0, 0
+        for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
+            nll, mask = self.token_losses(list(texts[start : start + batch_size]), edits=edits)
+            total += float(nll.sum())
+            count += int(mask.sum())
+        if count == 0:
+            raise SteerlabError("perplexity needs texts of at least two tokens")
+        return math.exp(total / count)
+
+    def generate_ids(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        *,
+        edits=None,
+        max_new_tokens: int = 32,
+        use_cache: bool = True,
+        **gen_kwargs,
+    ) -> Int[Tensor, "batch total"]:
+        """Prompt plus generated token ids (greedy unless ``do_sample=True`` is passed)."""
+        batch = self._as_batch(prompts)
+        gen_kwargs.setdefault("do_sample", False)
+        with torch.no_grad():
+            return self._generate(batch, self._check_edits(edits), max_new_tokens, use_cache, gen_kwargs)
+
+    def generate(self, prompts: str | Sequence[str], *, edits=None, max_new_tokens: int = 32, **kwargs) -> list[str]:
+        """Generated continuations (text after the prompt, special tokens removed)."""
+        batch = self._as_batch(prompts)
+        ids = self.generate_ids(batch, edits=edits, max_new_tokens=max_new_tokens, **kwargs)
+        return self.tokenizer.batch_decode(ids[:, batch.prompt_len :], skip_special_tokens=True)
+
+    def n_hooks(self) -> int:
+        """Hooks currently attached to the model; zero outside a call."""
+        return count_hooks(self.model)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
+
+
+def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
+    """A single user turn in the tokenizer's chat template, with the assistant turn opened.
+
+    Example:
+        >>> format_chat(tok, "Is the sky blue?", assistant_prefix="(")   # doctest: +SKIP
+        '<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nIs the sky blue?<|im_end|>\\n<|im_start|>assistant\\n('
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": user}
+        ]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:" + (" " if assistant_prefix else "")
+    return text + assistant_prefix
+
+
+@contextlib.contextmanager
+def removing(handles: list) -> Iterator[list]:
+    """Collect PyTorch hook handles and remove them all on exit, even on error."""
+    try:
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+        handles.clear()

@@ -1,0 +1,155 @@
+"""nnsight backend. The only module (with `tl_backend`) that imports nnsight.
+
+Edits live inside one ``model.trace(...)`` / ``model.generate(...)`` block, so nothing outlives a
+call (nnsight's lexical scoping). Modules are visited in the order the model runs them (nnsight
+raises ``OutOfOrderError`` otherwise), which is the `Site.order` of the sites involved.
+
+In transformers 5, a decoder layer's output is a plain ``[batch, pos, d_model]`` tensor and the
+attention module's output is a tuple ``(attn_out, weights)``.
+
+Scale-out: ``load_model(name, backend="nnsight", remote=True)`` runs the same traces on an NDIF
+deployment (8B-70B models). The model is then only instantiated on the meta device here; an NDIF
+API key must be configured (``nnsight.CONFIG.set_default_api_key(...)``). Edits must be built
+from torch operations nnsight can serialise (the `steerlab.interventions` functions are).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from steerlab.backends.base import Backend, Batch, EditRunner, ForwardOutput, Site
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SitePath:
+    """Where a site lives below a decoder layer: a submodule (or the layer itself, ``module=""``),
+    ``output`` or ``input``, and an index into a tuple output (``None`` for a tensor)."""
+
+    module: str
+    attr: str = "output"
+    index: int | None = None
+
+
+LLAMA_PATHS = {
+    "resid_pre": SitePath("", "input"),
+    "attn_out": SitePath("self_attn", "output", 0),
+    "mlp_in": SitePath("post_attention_layernorm"),
+    "mlp_out": SitePath("mlp"),
+    "resid_post": SitePath(""),
+}
+# Gemma 2/3 normalise each block's output before adding it to the residual stream.
+GEMMA_PATHS = {
+    **LLAMA_PATHS,
+    "attn_out": SitePath("post_attention_layernorm"),
+    "mlp_in": SitePath("pre_feedforward_layernorm"),
+    "mlp_out": SitePath("post_feedforward_layernorm"),
+}
+SITE_PATHS = {"gemma2": GEMMA_PATHS, "gemma3": GEMMA_PATHS, "gemma3_text": GEMMA_PATHS}
+
+
+class NNsightBackend(Backend):
+    """nnsight backend (see `steerlab.models.load_model`)."""
+
+    kind = "nnsight"
+
+    def __init__(self, *, lm=None, remote: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if lm is None:
+            from nnsight.modeling.transformers import TransformersModel
+
+            lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation")
+        self.lm = lm
+        self.remote = remote
+        self.paths = SITE_PATHS.get(self.model_type, LLAMA_PATHS)
+
+    @classmethod
+    def remote(cls, name: str) -> NNsightBackend:
+        """A backend whose traces run on NDIF. Needs internet and an NDIF API key."""
+        from nnsight.modeling.transformers import TransformersModel
+
+        lm = TransformersModel(name, task="text-generation")  # meta weights: config and tokenizer only
+        return cls(
+            name=name, hf_model=lm._model, tokenizer=lm.tokenizer, device=torch.device("cpu"),
+            dtype=torch.float32, lm=lm, remote=True,
+        )  # fmt: skip
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.hf_model
+
+    def hook_name(self, site: Site) -> str:
+        site = self.site(site)
+        path = self.paths[site.kind]
+        name = f"model.layers.{site.layer}" + (f".{path.module}" if path.module else "") + f".{path.attr}"
+        return name + (f"[{path.index}]" if path.index is not None else "")
+
+    # ------------------------------------------------------------------ reading and writing sites
+    def _module(self, site: Site):
+        path = self.paths[site.kind]
+        module = self.lm.model.layers[site.layer]
+        for part in filter(None, path.module.split(".")):
+            module = getattr(module, part)
+        return module, path
+
+    def _get(self, site: Site) -> Tensor:
+        module, path = self._module(site)
+        value = getattr(module, path.attr)
+        return value if path.index is None else value[path.index]
+
+    def _set(self, site: Site, new: Tensor) -> None:
+        module, path = self._module(site)
+        if path.index is None:
+            setattr(module, path.attr, new)
+        else:
+            old = getattr(module, path.attr)
+            setattr(module, path.attr, (*old[: path.index], new, *old[path.index + 1 :]))
+
+    def _visit(self, sites, runners, wanted, records, grad):
+        """Inside a trace: apply edits and record activations, site by site in model order."""
+        for site in sites:
+            h = self._get(site)
+            if site in runners:
+                h = runners[site](h)
+                self._set(site, h)
+            if site in wanted:
+                records[site] = (h if grad else h.detach()).save()
+
+    def _plan(self, batch: Batch, edits, record, incremental: bool):
+        by_site = defaultdict(list)
+        for edit in edits:
+            by_site[edit.site].append(edit)
+        runners = {site: EditRunner(group, batch, incremental) for site, group in by_site.items()}
+        sites = sorted(set(by_site) | set(record), key=lambda s: s.order)
+        return sites, runners
+
+    # ------------------------------------------------------------------ primitives
+    def _forward(self, batch, edits, record, grad):
+        sites, runners = self._plan(batch, edits, record, incremental=False)
+        records: dict[Site, Tensor] = {}
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
+        with self.lm.trace(inputs, remote=self.remote):
+            self._visit(sites, runners, set(record), records, grad)
+            logits = self.lm.output.logits.save()
+        return ForwardOutput(logits, {s: records[s] for s in record})
+
+    def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
+        kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)
+        kwargs.update(gen_kwargs)
+        if not edits and not self.remote:
+            return self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+        sites, runners = self._plan(batch, edits, (), incremental=use_cache)
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        with self.lm.generate(remote=self.remote, **kwargs) as tracer:
+            with tracer.invoke(inputs):
+                for _ in tracer.all():  # every generation step, prompt included
+                    self._visit(sites, runners, set(), {}, False)
+            with tracer.invoke():  # an unbounded step loop never returns, so read the result here
+                result = tracer.result.save()
+        return result
