@@ -1,0 +1,115 @@
+"""Interventions: turn a direction (or a `SteeringVector`) into `Edit`s.
+
+- `add`: ``h + alpha * v`` (activation addition; Turner et al. 2023, CAA: Rimsky et al. 2024).
+- `ablate`: remove the component along ``v`` (directional ablation; Arditi et al. 2024).
+- `clamp`: set the projection on ``v`` to a value (as in feature clamping on SAE latents).
+
+Every edit is a pure function of the activation; the direction is cast to the activation's
+device and dtype inside the edit. A vector spanning several layers gives one edit per site.
+
+Example:
+    >>> edits = steer(vec, alpha=4.0, positions=LAST_PROMPT)             # doctest: +SKIP
+    >>> lm.generate(prompt, edits=edits)                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from steerlab.backends.base import ALL, Edit, Positions, Site
+from steerlab.errors import SteerlabError
+
+
+def _unit(v: Tensor) -> Tensor:
+    norm = v.norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise SteerlabError("cannot ablate or clamp along a zero (or non-finite) direction")
+    return v / norm
+
+
+def _check(v: Tensor) -> Tensor:
+    if v.dim() != 1:
+        raise SteerlabError(f"a direction must be 1-D [d_model], got shape {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise SteerlabError("the direction has NaN or inf entries; recompute the vector from finite activations")
+    return v.detach().float().cpu()
+
+
+def _dim_guard(h: Tensor, v: Tensor, site: Site) -> None:
+    if h.shape[-1] != v.shape[0]:
+        raise SteerlabError(
+            f"direction has {v.shape[0]} dimensions but {site} has d_model {h.shape[-1]}: "
+            "the vector was made for another model"
+        )
+
+
+def add(site: Site, v: Float[Tensor, " d_model"], alpha: float = 1.0, positions: Positions = ALL) -> Edit:
+    """``h + alpha * v`` at the chosen positions."""
+    v = _check(v)
+
+    def fn(h: Tensor) -> Tensor:
+        _dim_guard(h, v, site)
+        return h + alpha * v.to(h.device, h.dtype)
+
+    return Edit(site, fn, positions)
+
+
+def ablate(site: Site, v: Float[Tensor, " d_model"], positions: Positions = ALL) -> Edit:
+    """``h - (h . u) u`` with ``u = v / |v|``: removes the component along ``v``."""
+    u = _unit(_check(v))
+
+    def fn(h: Tensor) -> Tensor:
+        _dim_guard(h, u, site)
+        uu = u.to(h.device, h.dtype)
+        return h - (h @ uu).unsqueeze(-1) * uu
+
+    return Edit(site, fn, positions)
+
+
+def clamp(site: Site, v: Float[Tensor, " d_model"], value: float, positions: Positions = ALL) -> Edit:
+    """Sets the projection on ``u = v / |v|`` to ``value``: ``h + (value - h . u) u``."""
+    u = _unit(_check(v))
+
+    def fn(h: Tensor) -> Tensor:
+        _dim_guard(h, u, site)
+        uu = u.to(h.device, h.dtype)
+        return h + (value - h @ uu).unsqueeze(-1) * uu
+
+    return Edit(site, fn, positions)
+
+
+def steer(
+    vector,
+    alpha: float = 1.0,
+    *,
+    mode: str = "add",
+    positions: Positions = ALL,
+    sites: Iterable[Site | str] | None = None,
+    value: float = 0.0,
+) -> list[Edit]:
+    """Edits for every site of a `SteeringVector` (or a ``{Site: Tensor}`` dict).
+
+    Args:
+        vector: a SteeringVector or a mapping from sites to directions.
+        alpha: strength for ``mode="add"``.
+        mode: ``"add"``, ``"ablate"`` or ``"clamp"`` (the projection is set to ``value``).
+        positions: which tokens are edited (all, prompt, generated, last prompt token, from an index).
+        sites: a subset of the vector's sites (default: all of them).
+    """
+    directions = getattr(vector, "directions", vector)
+    chosen = list(directions) if sites is None else [Site.parse(s) for s in sites]
+    missing = [str(s) for s in chosen if s not in directions]
+    if missing:
+        raise SteerlabError(f"the vector has no direction at {missing}; it has {[str(s) for s in directions]}")
+    makers = {
+        "add": lambda s: add(s, directions[s], alpha, positions),
+        "ablate": lambda s: ablate(s, directions[s], positions),
+        "clamp": lambda s: clamp(s, directions[s], value, positions),
+    }
+    if mode not in makers:
+        raise SteerlabError(f"unknown mode {mode!r}; valid: {', '.join(makers)}")
+    return [makers[mode](s) for s in chosen]

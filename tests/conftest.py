@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny random models (unit tier) and the real embedded model (slow tier).
+
+Tests that take a ``backend_kind`` argument run once per backend; choose with
+``pytest --backend tl`` or ``--backend nnsight`` (default: both).
+"""
+
+import os
+import warnings
+
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_FP16")  # bf16 on this CPU: see ENVIRONMENT.md
+
+import pytest  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*deprecated.*")
+
+BACKENDS = ("tl", "nnsight")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", default=",".join(BACKENDS), help="comma-separated backends to test: tl,nnsight")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend_kind" in metafunc.fixturenames:
+        kinds = [k for k in metafunc.config.getoption("--backend").split(",") if k]
+        metafunc.parametrize("backend_kind", kinds)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    from steerlab.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+_loaded: dict = {}
+
+
+def _cached(key, make):
+    if key not in _loaded:
+        _loaded[key] = make()
+    return _loaded[key]
+
+
+@pytest.fixture
+def tiny(backend_kind, tiny_folder):
+    """A 2-layer random Llama (d_model 32) behind the backend under test."""
+    from steerlab.testing import tiny_backend
+
+    return _cached(("tiny", backend_kind), lambda: tiny_backend(backend_kind, tiny_folder))
+
+
+@pytest.fixture
+def tiny_pair(tiny_folder):
+    """The tiny model behind both backends."""
+    from steerlab.testing import tiny_backend
+
+    return tuple(_cached(("tiny", k), lambda k=k: tiny_backend(k, tiny_folder)) for k in BACKENDS)
+
+
+@pytest.fixture
+def real(backend_kind):
+    """SmolLM2-135M-Instruct (the embedded model) behind the backend under test."""
+    from steerlab.models import load_model
+
+    return _cached(("real", backend_kind), lambda: load_model(backend=backend_kind))
+
+
+@pytest.fixture
+def real_pair():
+    from steerlab.models import load_model
+
+    return tuple(_cached(("real", k), lambda k=k: load_model(backend=k)) for k in BACKENDS)
