@@ -179,6 +179,27 @@ class Batch:
         return Batch(self.input_ids[index], self.attention_mask[index])
 
 
+@dataclass
+class Prefix:
+    """Key/value cache of a prompt prefix, computed once (unedited) and reused by later calls.
+
+    ``activations`` holds the prefix's activations at the sites recorded when it was computed.
+    """
+
+    batch: Batch
+    cache: Any
+    activations: dict[Site, Tensor] = field(default_factory=dict)
+
+    def join(self, suffix: Batch) -> Batch:
+        """The full sequence (prefix then suffix) as one batch."""
+        if len(suffix) != len(self.batch):
+            raise SteerlabError(f"suffix batch has {len(suffix)} rows but the prefix has {len(self.batch)}")
+        return Batch(
+            torch.cat([self.batch.input_ids, suffix.input_ids], dim=1),
+            torch.cat([self.batch.attention_mask, suffix.attention_mask], dim=1),
+        )
+
+
 @dataclass(frozen=True)
 class ForwardOutput:
     logits: Float[Tensor, "batch pos vocab"]
@@ -192,15 +213,16 @@ class EditRunner:
     slice starts where the previous one ended; without a cache every call starts at position 0.
     """
 
-    def __init__(self, edits: Sequence[Edit], batch: Batch, incremental: bool):
+    def __init__(self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0):
         self.edits = list(edits)
         self.prompt_len = batch.prompt_len
         self.n_pad = batch.n_pad
         self.incremental = incremental
-        self.seen = 0
+        self.start = start  # where the first call's slice begins (after a cached prefix)
+        self.seen = start
 
     def __call__(self, h: Tensor) -> Tensor:
-        offset = self.seen if self.incremental else 0
+        offset = self.seen if self.incremental else self.start
         length = h.shape[1]
         self.seen = offset + length
         n_pad = self.n_pad.to(h.device)
@@ -251,8 +273,13 @@ class Backend(ABC):
     # ------------------------------------------------------------------ primitives
     @abstractmethod
     def _forward(
-        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool
-    ) -> ForwardOutput: ...
+        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, prefix: Prefix | None
+    ) -> ForwardOutput:
+        """Run ``batch`` (after ``prefix``'s cached tokens, if given); logits and records cover ``batch`` only."""
+
+    @abstractmethod
+    def _prefix(self, batch: Batch, record: Sequence[Site]) -> Prefix:
+        """Run ``batch`` unedited, keeping its key/value cache for reuse."""
 
     @abstractmethod
     def _generate(
@@ -318,12 +345,33 @@ class Backend(ABC):
         edits: Sequence[Edit] | Edit | None = None,
         record: Sequence[Site | str | int] = (),
         grad: bool = False,
+        prefix: Prefix | None = None,
     ) -> ForwardOutput:
-        """Logits (and activations at ``record`` sites, after any edit there) for one batch."""
+        """Logits (and activations at ``record`` sites, after any edit there) for one batch.
+
+        With ``prefix`` (from `prefix`), ``prompts`` must be a `Batch` of suffix tokens (right-padded,
+        one row per prefix row); only the suffix is computed, attending to the cached prefix. Edit
+        positions count from the start of the prefix, and the prompt is prefix plus suffix.
+        """
         batch = self._as_batch(prompts)
         sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
+        edits = self._check_edits(edits)
+        if prefix is not None:
+            _check_prefix_untouched(prefix, batch, edits)
         with torch.set_grad_enabled(grad):
-            return self._forward(batch, self._check_edits(edits), sites, grad)
+            return self._forward(batch, edits, sites, grad, prefix)
+
+    def prefix(self, prompts: str | Sequence[str] | Batch, *, record: Sequence[Site | str | int] = ()) -> Prefix:
+        """Compute a prompt prefix once (no edits) for reuse by `forward(..., prefix=...)`.
+
+        Example:
+            >>> pre = lm.prefix(prompts_without_last_token)                   # doctest: +SKIP
+            >>> lm.forward(last_tokens, prefix=pre, edits=steer(v, 4.0))      # doctest: +SKIP
+        """
+        batch = self._as_batch(prompts)
+        sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
+        with torch.no_grad():
+            return self._prefix(batch, sites)
 
     def logits(self, prompts, *, edits=None) -> Float[Tensor, "batch pos vocab"]:
         return self.forward(prompts, edits=edits).logits
@@ -387,6 +435,17 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
+
+
+def _check_prefix_untouched(prefix: Prefix, suffix: Batch, edits: Sequence[Edit]) -> None:
+    """A cached prefix was computed without edits: an edit reaching into it would be silently lost."""
+    full = prefix.join(suffix)
+    for edit in edits:
+        if bool(edit.positions.mask(0, prefix.batch.prompt_len, full.prompt_len, full.n_pad).any()):
+            raise SteerlabError(
+                f"edit at {edit.site} with positions {edit.positions} touches the cached prefix, which was computed "
+                "without edits; steer only suffix positions (e.g. LAST_PROMPT) or run without a prefix"
+            )
 
 
 def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:

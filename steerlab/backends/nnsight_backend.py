@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch, EditRunner, ForwardOutput, Site
+from steerlab.backends.base import Backend, Batch, EditRunner, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +121,49 @@ class NNsightBackend(Backend):
             if site in wanted:
                 records[site] = (h if grad else h.detach()).save()
 
-    def _plan(self, batch: Batch, edits, record, incremental: bool):
+    def _plan(self, batch: Batch, edits, record, incremental: bool, start: int = 0):
         by_site = defaultdict(list)
         for edit in edits:
             by_site[edit.site].append(edit)
-        runners = {site: EditRunner(group, batch, incremental) for site, group in by_site.items()}
+        runners = {site: EditRunner(group, batch, incremental, start) for site, group in by_site.items()}
         sites = sorted(set(by_site) | set(record), key=lambda s: s.order)
         return sites, runners
 
     # ------------------------------------------------------------------ primitives
-    def _forward(self, batch, edits, record, grad):
-        sites, runners = self._plan(batch, edits, record, incremental=False)
+    def _trace(self, inputs: dict, sites, runners, record, grad):
         records: dict[Site, Tensor] = {}
-        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
         with self.lm.trace(inputs, remote=self.remote):
             self._visit(sites, runners, set(record), records, grad)
             logits = self.lm.output.logits.save()
         return ForwardOutput(logits, {s: records[s] for s in record})
+
+    def _forward(self, batch, edits, record, grad, prefix):
+        if prefix is None:
+            sites, runners = self._plan(batch, edits, record, incremental=False)
+            inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                      "position_ids": batch.position_ids}  # fmt: skip
+            return self._trace(inputs, sites, runners, record, grad)
+        full = prefix.join(batch)
+        start = prefix.batch.prompt_len
+        sites, runners = self._plan(full, edits, record, incremental=False, start=start)
+        inputs = {"input_ids": batch.input_ids, "attention_mask": full.attention_mask,
+                  "position_ids": full.position_ids[:, start:], "past_key_values": prefix.cache, "use_cache": True}  # fmt: skip
+        try:
+            return self._trace(inputs, sites, runners, record, grad)
+        finally:  # drop the suffix's keys and values so the prefix can be reused
+            extra = prefix.cache.get_seq_length() - start
+            if extra > 0:
+                prefix.cache.crop(-extra)
+
+    def _prefix(self, batch, record):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.hf_model.config)
+        sites, runners = self._plan(batch, (), record, incremental=False)
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                  "position_ids": batch.position_ids, "past_key_values": cache, "use_cache": True}  # fmt: skip
+        out = self._trace(inputs, sites, runners, record, False)
+        return Prefix(batch, cache, out.activations)
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)

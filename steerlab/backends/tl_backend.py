@@ -9,6 +9,7 @@ hook point after the norm's weight), removed the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch, Edit, EditRunner, ForwardOutput, Site, removing
+from steerlab.backends.base import Backend, Batch, Edit, EditRunner, ForwardOutput, Prefix, Site, removing
 from steerlab.errors import SteerlabError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ class TLBackend(Backend):
     def hook_name(self, site: Site) -> str:
         return TL_HOOKS[site.kind].format(L=self.site(site).layer)
 
-    def _run(self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, incremental: bool):
+    def _run(
+        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, incremental: bool, start: int = 0
+    ):
         """Hooks for one call: returns (fwd_hooks for TL, module hooks to register, records dict)."""
         by_site: dict[Site, list[Edit]] = defaultdict(list)
         for edit in edits:
@@ -93,7 +96,7 @@ class TLBackend(Backend):
         wanted = set(record)
         fwd_hooks, module_hooks = [], []
         for site in sorted(set(by_site) | wanted, key=lambda s: s.order):
-            runner = EditRunner(by_site.get(site, []), batch, incremental) if site in by_site else None
+            runner = EditRunner(by_site[site], batch, incremental, start) if site in by_site else None
 
             def fn(act: Tensor, hook=None, site=site, runner=runner) -> Tensor:
                 if runner is not None:
@@ -109,11 +112,33 @@ class TLBackend(Backend):
                 fwd_hooks.append((self.hook_name(site), fn))
         return fwd_hooks, module_hooks, records
 
-    def _forward(self, batch, edits, record, grad):
-        fwd_hooks, module_hooks, records = self._run(batch, edits, record, grad, incremental=False)
-        with removing([m.register_forward_hook(h) for m, h in module_hooks]), self.tl.hooks(fwd_hooks=fwd_hooks):
-            logits = self.tl(batch.input_ids, attention_mask=batch.attention_mask, return_type="logits")
+    @contextlib.contextmanager
+    def _hooked(self, module_hooks, fwd_hooks):
+        """PyTorch module hooks and TransformerLens hooks for one call, removed even if it raises."""
+        with removing([]) as handles:
+            for module, hook in module_hooks:
+                handles.append(module.register_forward_hook(hook))
+            with self.tl.hooks(fwd_hooks=fwd_hooks):
+                yield
+
+    def _forward(self, batch, edits, record, grad, prefix):
+        full = prefix.join(batch) if prefix is not None else batch
+        start = prefix.batch.prompt_len if prefix is not None else 0
+        fwd_hooks, module_hooks, records = self._run(full, edits, record, grad, incremental=False, start=start)
+        cache = prefix.cache if prefix is not None else None
+        with self._hooked(module_hooks, fwd_hooks):
+            logits = self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache)
         return ForwardOutput(logits, records)
+
+    def _prefix(self, batch, record):
+        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+        cache = TransformerLensKeyValueCache.init_cache(self.tl.cfg, self.device, len(batch))
+        fwd_hooks, module_hooks, records = self._run(batch, (), record, False, incremental=False)
+        with self._hooked(module_hooks, fwd_hooks):
+            self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache, return_type=None)
+        cache.freeze()  # later calls read the prefix without appending to it
+        return Prefix(batch, cache, records)
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
@@ -123,7 +148,7 @@ class TLBackend(Backend):
         cache = TransformerLensKeyValueCache.init_cache(self.tl.cfg, self.device, len(batch)) if use_cache else None
         eos = self.tokenizer.eos_token_id
         done = torch.zeros(len(batch), dtype=torch.bool, device=self.device)
-        with removing([m.register_forward_hook(h) for m, h in module_hooks]), self.tl.hooks(fwd_hooks=fwd_hooks):
+        with self._hooked(module_hooks, fwd_hooks):
             logits = self.tl(ids, attention_mask=mask, past_kv_cache=cache, return_type="logits")
             for _ in range(max_new_tokens):
                 token = sample_next(logits[:, -1].float(), gen_kwargs)

@@ -1,0 +1,409 @@
+"""Steering vectors: one direction per `Site`, with the provenance needed to reuse them safely.
+
+A `SteeringVector` stores 1-D float32 CPU directions keyed by `Site` and a `Provenance` (model,
+backend, weight processing, method, dataset hash, library version). Vectors combine like repeng's
+(``2 * honesty - sycophancy``), save to safetensors + JSON (never pickle), and export to
+llama.cpp's control-vector GGUF.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from steerlab.backends.base import Site
+from steerlab.errors import SteerlabError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+"""Version of the safetensors + JSON layout written by `SteeringVector.save`."""
+
+
+def _library_version() -> str:
+    try:
+        return importlib.metadata.version("steerlab")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _now() -> str:  # ISO 8601, UTC
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """Where a vector came from: enough to refuse to apply it to the wrong model.
+
+    Example:
+        >>> Provenance(model="SmolLM2-135M", d_model=576, method="caa", n_layers=30).method
+        'caa'
+    """
+
+    model: str  # model name as the backend reports it (`backend.name`)
+    d_model: int  # residual-stream width; every direction has this length
+    method: str  # e.g. "caa"; combinations read like "(2*caa - pca-diff)"
+    n_layers: int | None = None  # model depth; lets negative site layers be resolved
+    model_type: str | None = None  # HF config.model_type, e.g. "llama"; default GGUF model_hint
+    backend: str | None = None  # "tl" or "nnsight"
+    weight_processing: str = "none"  # how weights differed from the checkpoint when activations were read
+    dataset: str | None = None  # dataset name
+    dataset_hash: str | None = None  # `dataset_hash(records)` of the records used
+    read_position: str | None = None  # where activations were read, e.g. "last_prompt"
+    n_pairs: int | None = None  # number of contrast pairs
+    steerlab_version: str = field(default_factory=_library_version)
+    created: str = field(default_factory=_now)  # ISO 8601, UTC
+    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable method details
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Inverse of `to_dict`; unknown keys are ignored with a warning, missing optional ones filled."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            logger.warning("ignoring unknown provenance keys %s (written by a newer steerlab?)", unknown)
+        missing = [k for k in ("model", "d_model", "method") if k not in data]
+        if missing:
+            raise SteerlabError(f"provenance is missing {missing}; model, d_model and method are required")
+        known = {"steerlab_version": "0+unknown", "created": "unknown"}  # not "now": that would be false
+        known.update({k: v for k, v in data.items() if k in names})
+        return cls(**known)
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise SteerlabError(f"dataset_hash cannot hash a {type(obj).__name__}; pass dataclasses, dicts, lists or strings")
+
+
+def dataset_hash(records: Iterable[Any] | str) -> str:
+    """First 16 hex chars of the sha256 of a canonical JSON of ``records`` (order matters).
+
+    Example:
+        >>> dataset_hash(["a", "b"]) == dataset_hash(("a", "b"))
+        True
+    """
+    items = [records] if isinstance(records, str) else list(records)
+    text = json.dumps(items, default=_jsonable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+@dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """Directions keyed by site (1-D, float32, CPU, length ``d_model``) and their provenance.
+
+    Example:
+        >>> prov = Provenance(model="tiny", d_model=4, method="caa")
+        >>> honesty = SteeringVector({"resid_post.1": torch.ones(4)}, prov)
+        >>> (2 * honesty - honesty / 2)["resid_post.1"]
+        tensor([1.5000, 1.5000, 1.5000, 1.5000])
+    """
+
+    directions: dict[Site, Float[Tensor, " d_model"]]
+    provenance: Provenance
+
+    def __post_init__(self) -> None:
+        p = self.provenance
+        if not isinstance(p, Provenance) or not self.directions:
+            raise SteerlabError("a steering vector needs a Provenance and at least one site; got no directions")
+        clean: dict[Site, Tensor] = {}
+        for key, vec in self.directions.items():
+            site = self._key(key)
+            if site in clean:
+                raise SteerlabError(f"site {site} is given twice (e.g. as a negative and a positive layer)")
+            t = torch.as_tensor(vec)
+            if t.ndim != 1 or t.shape[0] != p.d_model:
+                raise SteerlabError(
+                    f"direction at {site} has shape {tuple(t.shape)}, expected ({p.d_model},), the d_model of "
+                    f"{p.model}; pass one 1-D vector per site, or fix provenance.d_model"
+                )
+            t = t.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise SteerlabError(
+                    f"direction at {site} has {bad} NaN/inf entries out of {p.d_model}; it was probably computed "
+                    "from degenerate activations (an empty group, zero variance, or fp16 overflow); recompute it"
+                )
+            clean[site] = t
+        object.__setattr__(self, "directions", dict(sorted(clean.items(), key=lambda kv: kv[0].order)))
+
+    # ------------------------------------------------------------------ access
+    @property
+    def sites(self) -> list[Site]:
+        """Sites in forward-pass order."""
+        return list(self.directions)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({s.layer for s in self.directions})
+
+    def _key(self, site: Site | str | int) -> Site:
+        key = Site(site) if isinstance(site, int) else Site.parse(site)
+        n = self.provenance.n_layers
+        return key.resolve(n, self.provenance.model) if n is not None else key
+
+    def __getitem__(self, site: Site | str | int) -> Float[Tensor, " d_model"]:
+        key = self._key(site)
+        if key not in self.directions:
+            raise KeyError(f"no direction at {key}; this vector has sites {[str(s) for s in self.sites]}")
+        return self.directions[key]
+
+    def __contains__(self, site: object) -> bool:
+        try:
+            return self._key(site) in self.directions  # type: ignore[arg-type]
+        except SteerlabError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.directions)
+
+    def norm(self) -> dict[Site, float]:
+        """L2 norm of each site's direction."""
+        return {s: float(v.norm()) for s, v in self.directions.items()}
+
+    def select(self, sites: Iterable[Site | str | int]) -> SteeringVector:
+        """A vector with only the given sites (same provenance)."""
+        return SteeringVector({k: self[k] for k in sites}, self.provenance)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> dict[Site, Tensor]:
+        """Directions cast for use, e.g. ``v.to(h.device, h.dtype)``; the stored vector stays CPU fp32."""
+        return {s: v.to(device=device, dtype=dtype, copy=True) for s, v in self.directions.items()}
+
+    # ------------------------------------------------------------------ arithmetic
+    def _map(self, fn: Callable[[Tensor], Tensor], method: str) -> SteeringVector:
+        prov = dataclasses.replace(self.provenance, method=method, created=_now(), steerlab_version=_library_version())
+        return SteeringVector({s: fn(v) for s, v in self.directions.items()}, prov)
+
+    def normalized(self) -> SteeringVector:
+        """Each site's direction scaled to unit L2 norm."""
+        zero = [str(s) for s, n in self.norm().items() if n == 0.0]
+        if zero:
+            raise SteerlabError(f"cannot normalise zero directions at {zero}; drop those sites with .select(...)")
+        return self._map(lambda v: v / v.norm(), f"unit({self.provenance.method})")
+
+    def scaled(self, x: float) -> SteeringVector:
+        return self * x
+
+    def __mul__(self, x: float) -> SteeringVector:
+        if not isinstance(x, numbers.Real) or isinstance(x, bool):
+            return NotImplemented
+        if not math.isfinite(x):
+            raise SteerlabError(f"cannot scale a steering vector by {x}; use a finite number")
+        return self._map(lambda v: v * x, f"{x:g}*{self.provenance.method}")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, x: float) -> SteeringVector:
+        if not isinstance(x, numbers.Real) or isinstance(x, bool):
+            return NotImplemented
+        if x == 0 or not math.isfinite(x):
+            raise SteerlabError(f"cannot divide a steering vector by {x}; use a finite non-zero number")
+        return self._map(lambda v: v / x, f"{self.provenance.method}/{x:g}")
+
+    def __neg__(self) -> SteeringVector:
+        return self._map(lambda v: -v, f"-{self.provenance.method}")
+
+    def _combine(self, other: Any, op: Callable[[Tensor, Tensor], Tensor], sym: str) -> SteeringVector:
+        if not isinstance(other, SteeringVector):
+            return NotImplemented
+        a, b = self.provenance, other.provenance
+        if a.model != b.model or a.d_model != b.d_model:
+            raise SteerlabError(
+                f"cannot combine a vector for {a.model} (d_model {a.d_model}) with one for {b.model} "
+                f"(d_model {b.d_model}); extract both on the same model"
+            )
+        wp = a.weight_processing
+        if wp != b.weight_processing:
+            logger.warning("combining vectors read with weight processing %r and %r", wp, b.weight_processing)
+            wp = f"mixed({wp}, {b.weight_processing})"
+        zero = torch.zeros(a.d_model)
+        sites = {*self.directions, *other.directions}  # a site missing on one side counts as zero
+        dirs = {s: op(self.directions.get(s, zero), other.directions.get(s, zero)) for s in sites}
+
+        def same(name: str) -> Any:
+            return getattr(a, name) if getattr(a, name) == getattr(b, name) else None
+
+        prov = dataclasses.replace(
+            a, method=f"({a.method} {sym} {b.method})", n_layers=a.n_layers or b.n_layers,
+            model_type=a.model_type or b.model_type, backend=same("backend"), weight_processing=wp,
+            dataset=same("dataset"), dataset_hash=same("dataset_hash"), read_position=same("read_position"),
+            n_pairs=same("n_pairs"), steerlab_version=_library_version(), created=_now(),
+            extra={"parts": [a.to_dict(), b.to_dict()]},
+        )
+        return SteeringVector(dirs, prov)
+
+    def __add__(self, other: SteeringVector) -> SteeringVector:
+        return self._combine(other, torch.add, "+")
+
+    def __radd__(self, other: Any) -> SteeringVector:
+        return self if isinstance(other, int) and other == 0 else NotImplemented  # so sum(vectors) works
+
+    def __sub__(self, other: SteeringVector) -> SteeringVector:
+        return self._combine(other, torch.sub, "-")
+
+    # ------------------------------------------------------------------ checks and files
+    def check_compatible(self, backend: Any, *, check_model: bool = True) -> None:
+        """Raise unless this vector fits ``backend`` (same model and d_model; its layers exist)."""
+        p, name, d, n = self.provenance, backend.name, backend.d_model, backend.n_layers
+        if check_model and (name != p.model or d != p.d_model):
+            raise SteerlabError(
+                f"vector saved for model {p.model} (d_model {p.d_model}) cannot be loaded onto {name} "
+                f"(d_model {d}); extract a new vector for {name}, or pass check_model=False to load it anyway "
+                "(only d_model must match)"
+            )
+        if d != p.d_model:
+            raise SteerlabError(
+                f"vector from {p.model} has d_model {p.d_model} but {name} has d_model {d}; "
+                f"extract a new vector for {name}"
+            )
+        if name != p.model:
+            logger.warning("using a vector extracted on %s with %s (check_model=False)", p.model, name)
+        outside = [str(s) for s in self.sites if not -n <= s.layer < n]
+        if outside:
+            raise SteerlabError(f"sites {outside} do not fit {name} ({n} layers: 0..{n - 1}); drop them with .select()")
+        wp = getattr(backend, "weight_processing", "none")
+        if wp != p.weight_processing:
+            logger.warning("vector was read with weight processing %r, backend uses %r", p.weight_processing, wp)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``<path>.safetensors`` (tensors named like ``resid_post.12``) and ``<path>.json``; returns the stem."""
+        st_path, json_path = _paths(path)
+        meta = {"format": "steerlab.SteeringVector", "format_version": FORMAT_VERSION,
+                "sites": [str(s) for s in self.sites], "provenance": self.provenance.to_dict()}
+        try:
+            text = json.dumps(meta, indent=2) + "\n"
+        except TypeError as err:
+            raise SteerlabError(f"cannot save: provenance.extra must be JSON-serialisable ({err})") from None
+        st_path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({str(s): v for s, v in self.directions.items()}, str(st_path), metadata={"format": "pt"})
+        json_path.write_text(text)
+        logger.info("saved steering vector to %s and %s", st_path, json_path)
+        return st_path.with_suffix("")
+
+    @classmethod
+    def load(cls, path: str | Path, backend: Any = None, *, check_model: bool = True) -> SteeringVector:
+        """Read a vector written by `save`; with ``backend``, check that it fits (see `check_compatible`)."""
+        st_path, json_path = _paths(path)
+        for p in (json_path, st_path):
+            if not p.exists():
+                raise SteerlabError(
+                    f"cannot load steering vector: {p} does not exist; save() writes {st_path.name} and "
+                    f"{json_path.name} side by side, keep both"
+                )
+        meta = json.loads(json_path.read_text())
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise SteerlabError(f"{json_path} has format version {meta['format_version']}; upgrade steerlab to read it")
+        tensors = load_file(str(st_path))
+        sites = meta.get("sites", list(tensors))
+        if set(sites) != set(tensors):
+            raise SteerlabError(f"{json_path} lists sites {sites} but {st_path} holds {sorted(tensors)}; mismatch")
+        vec = cls({Site.parse(k): tensors[k] for k in sites}, Provenance.from_dict(meta["provenance"]))
+        if backend is not None:
+            vec.check_compatible(backend, check_model=check_model)
+        return vec
+
+    def export_gguf(self, path: str | Path, model_hint: str | None = None) -> Path:
+        """Write a llama.cpp control vector (``--control-vector file.gguf``), as repeng's export does.
+
+        Layer numbering: ``resid_post.L`` is written as tensor ``direction.L``. In ggml-org/llama.cpp,
+        ``common_control_vector_load_one`` (common/common.cpp) rejects ``direction.0`` and stores
+        ``direction.N`` at offset ``n_embd * (N - 1)``; ``llama_adapter_cvec::apply`` (src/llama-adapter.cpp)
+        copies offset ``n_embd * (il - 1)`` into ``tensors[il]``; each model graph (e.g. src/models/llama.cpp)
+        calls ``build_cvec(cur, il)`` on the output ``l_out`` of 0-based block ``il``. So ``direction.N``
+        is added to the output of block N (not N+1), and ``resid_post.0`` cannot be exported. repeng
+        numbers the same way (its layer ids index ``model.layers``). llama.cpp's own cvector-generator
+        names the vector read at block ``il`` ``direction.{il+1}``, i.e. applies it one block later.
+
+        Example:
+            >>> vec.export_gguf("honesty")  # writes honesty.gguf  # doctest: +SKIP
+        """
+        import gguf
+
+        p = self.provenance
+        wrong = [str(s) for s in self.sites if s.kind != "resid_post"]
+        if wrong:
+            raise SteerlabError(
+                f"only resid_post sites can be exported to GGUF (llama.cpp adds a control vector to each block's "
+                f"output); these are not resid_post: {wrong}; export vec.select(...) of the resid_post sites"
+            )
+        unusable = [str(s) for s in self.sites if s.layer <= 0]
+        if unusable:
+            raise SteerlabError(
+                f"cannot export {unusable}: llama.cpp cannot steer the output of block 0 (it rejects direction.0), "
+                "and negative layers need provenance.n_layers; drop them with vec.select(...)"
+            )
+        hint = model_hint or p.model_type
+        if not hint:
+            logger.warning("no model_type in provenance; using the model name %r as model_hint", p.model)
+            hint = p.model
+        out = Path(path)
+        out = out if out.suffix == ".gguf" else out.with_name(out.name + ".gguf")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = gguf.GGUFWriter(str(out), "controlvector")
+        writer.add_string("controlvector.model_hint", hint)
+        writer.add_uint32("controlvector.layer_count", len(self))
+        writer.add_string("steerlab.provenance", json.dumps(p.to_dict()))  # llama.cpp ignores unknown keys
+        for site, v in self.directions.items():
+            writer.add_tensor(f"direction.{site.layer}", v.numpy())
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        logger.info("exported %d directions to %s", len(self), out)
+        return out
+
+    @classmethod
+    def from_gguf(cls, path: str | Path, provenance: Provenance | None = None) -> SteeringVector:
+        """Read a control-vector GGUF (``direction.N`` -> ``resid_post.N``, see `export_gguf`).
+
+        Provenance comes from ``provenance``, else from a steerlab export, else from the model hint.
+        """
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))
+        kv = {key: f.contents() for key, f in reader.fields.items()}
+        if kv.get("general.architecture") != "controlvector":
+            raise SteerlabError(f"{path} is not a control vector (architecture {kv.get('general.architecture')!r})")
+        dirs: dict[Site, Tensor] = {}
+        for t in reader.tensors:
+            kind, _, n = t.name.partition(".")
+            if kind != "direction" or not n.isdigit():
+                raise SteerlabError(f"{path} has tensor {t.name!r}; control vectors hold only 'direction.<layer>'")
+            dirs[Site(int(n))] = torch.from_numpy(t.data.astype("float32", copy=True)).reshape(-1)
+        if provenance is None and "steerlab.provenance" in kv:
+            provenance = Provenance.from_dict(json.loads(kv["steerlab.provenance"]))
+        elif provenance is None:
+            hint, d_model = kv.get("controlvector.model_hint"), next(iter(dirs.values())).shape[0] if dirs else 0
+            provenance = Provenance(model=hint or "unknown", d_model=d_model, model_type=hint, method="gguf-import")
+        return cls(dirs, provenance)
+
+    def __repr__(self) -> str:
+        p = self.provenance
+        items = [f"{s}: {n:.3g}" for s, n in self.norm().items()]
+        shown = ", ".join(items[:4]) + (f", ... +{len(items) - 4} more" if len(items) > 4 else "")
+        return f"SteeringVector(model={p.model!r}, method={p.method!r}, norms={{{shown}}})"
