@@ -16,6 +16,7 @@ from torch operations nnsight can serialise (the `steerlab.interventions` functi
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -172,7 +173,9 @@ class NNsightBackend(Backend):
             return self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         sites, runners = self._plan(batch, edits, (), incremental=use_cache)
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        with self.lm.generate(remote=self.remote, **kwargs) as tracer:
+        with warnings.catch_warnings(), self.lm.generate(remote=self.remote, **kwargs) as tracer:
+            # the open step loop ends when generation stops; nnsight warns about that by design
+            warnings.filterwarnings("ignore", message=".*was never reached.*")
             with tracer.invoke(inputs):
                 for _ in tracer.all():  # every generation step, prompt included
                     self._visit(sites, runners, set(), {}, False)

@@ -1,0 +1,482 @@
+"""Metrics for (steered) models: behaviour probability, MCQ accuracy, logit difference, perplexity,
+KL to the unsteered model, and generations for open-ended evaluation.
+
+Every metric takes ``edits`` (a list of `Edit`, default none), so the same call measures the base
+model and any steered one, and returns tidy per-example results (a DataFrame with ``example_id``).
+Inputs are processed in batches of ``batch_size`` (left padded: the last prompt token is at ``-1``).
+
+Answer tokens are read where the answer is decided: for answers ``"(A)"`` / ``"(B)"`` the prompt
+ends with the shared ``"("`` and the letters are compared; for ``"Yes"`` / ``"No"`` the first answer
+tokens are compared (see `choice_setup`).
+
+Example:
+    >>> df = behaviour_probability(lm, pairs, edits=steer(vec, alpha=4.0))   # doctest: +SKIP
+    >>> df.p_behaviour.mean()                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from steerlab.backends.base import Backend, Batch, Edit
+from steerlab.errors import SteerlabError
+from steerlab.prompts import answer_stem
+
+logger = logging.getLogger(__name__)
+
+ANSWER_CUE = "Answer:"
+INSTRUCTION = "Respond with a single letter."
+LETTERS = string.ascii_uppercase
+
+Edits = Sequence[Edit] | Edit | None
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _check_nonempty(things: Sequence, what: str, fix: str) -> list:
+    if isinstance(things, str):
+        raise SteerlabError(f"{what} must be a sequence, got a single string; wrap it in a list")
+    things = list(things)
+    if not things:
+        raise SteerlabError(f"no {what} were given; {fix}")
+    return things
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SteerlabError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _example_id(record: Any, index: int) -> Any:
+    meta = getattr(record, "meta", None) or {}
+    value = meta.get("id") if isinstance(meta, dict) else None
+    return index if value is None else value
+
+
+def _token_prefix_text(tokenizer: Any, text: str, n_tokens: int) -> str:
+    """The text spanned by the first ``n_tokens`` tokens of ``text`` (exact, via offsets if available)."""
+    if n_tokens == 0:
+        return ""
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return text[: offsets[n_tokens - 1][1]]
+    except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.decode(ids[:n_tokens])
+
+
+def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int]]:
+    """Split answers into their shared token prefix (as text) and each answer's next token id.
+
+    Example (SmolLM2): ``split_answers(tok, ["(A", "(B"]) -> ("(", [id("A"), id("B")])``.
+    """
+    answers = _check_nonempty(answers, "answers", "give at least two answers to compare")
+    if len(answers) < 2:
+        raise SteerlabError(f"need at least two answers to compare, got {answers!r}")
+    toks = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    n = 0
+    while all(len(t) > n for t in toks) and len({t[n] for t in toks}) == 1:
+        n += 1
+    short = [a for a, t in zip(answers, toks, strict=True) if len(t) <= n]
+    if short:
+        raise SteerlabError(
+            f"answers {list(answers)!r} cannot be told apart by one token: {short!r} ends where the others "
+            "continue; reword the answers so each differs from the others"
+        )
+    ids = [t[n] for t in toks]
+    if len(set(ids)) != len(ids):
+        raise SteerlabError(f"answers {list(answers)!r} share their first differing token; reword them")
+    return _token_prefix_text(tokenizer, answers[0], n), ids
+
+
+def _check_in_context(backend: Backend, prompt: str, continuations: Sequence[str], ids: Sequence[int]) -> None:
+    """Log when a compared token is not the token the full text would have after ``prompt``."""
+    tok = backend.tokenizer
+    n = len(backend.tokenize(prompt).input_ids[0])
+    for cont, expected in zip(continuations, ids, strict=True):
+        full = backend.tokenize(prompt + cont).input_ids[0].tolist()
+        if len(full) <= n or full[n] != expected:
+            got = tok.decode(full[n : n + 1]) if len(full) > n else "nothing"
+            logger.debug(
+                "after %r the text %r tokenizes to %r, not %r: the compared token differs from in-context tokenization",
+                prompt[-20:], cont, got, tok.decode([expected]),
+            )  # fmt: skip
+
+
+def choice_setup(
+    backend: Backend, question: str, answers: Sequence[str], system: str | None = None
+) -> tuple[str, list[int]]:
+    """The scored prompt and the compared token of each answer (CAA-style A/B and Yes/No scoring).
+
+    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized without
+    special tokens; the answers' longest common token prefix is appended to the chat prompt as the
+    assistant prefix, and the answers are compared on their next token.
+
+    Example (SmolLM2-135M-Instruct):
+        >>> choice_setup(lm, "Pick one. (A) x (B) y", ["(A)", "(B)"])   # doctest: +SKIP
+        ('<|im_start|>system\\n...<|im_start|>assistant\\n(', [49, 50])          # "A", "B"
+        >>> choice_setup(lm, "Is it?", ["Yes", "No"])[1]                  # doctest: +SKIP
+        [10539, 5230]                                                            # "Yes", "No"
+    """
+    stems = [answer_stem(a) for a in answers]
+    prefix, ids = split_answers(backend.tokenizer, stems)
+    prompt = backend.chat(question, system=system, assistant_prefix=prefix)
+    if logger.isEnabledFor(logging.DEBUG):
+        _check_in_context(backend, prompt, [s[len(prefix) :] for s in stems], ids)
+    return prompt, ids
+
+
+def _last_logits(
+    backend: Backend,
+    prompts: Sequence[str],
+    token_ids: Sequence[Sequence[int]],
+    *,
+    edits: Edits,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """For each prompt, the logits of its ``token_ids`` at the last position and their probabilities
+    under the full next-token distribution (both float32 on CPU)."""
+    _check_batch_size(batch_size)
+    logits_out, probs_out = [], []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress):
+        chunk = list(prompts[start : start + batch_size])
+        last = backend.logits(chunk, edits=edits)[:, -1].float()
+        lse = torch.logsumexp(last, dim=-1)
+        for row, ids in enumerate(token_ids[start : start + len(chunk)]):
+            sel = last[row, torch.as_tensor(list(ids), device=last.device)]
+            logits_out.append(sel.cpu())
+            probs_out.append((sel - lse[row]).exp().cpu())
+    return logits_out, probs_out
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def _as_token(backend: Backend, token: int | str) -> int:
+    if isinstance(token, str):
+        ids = backend.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise SteerlabError(
+                f"{token!r} is {len(ids)} tokens, not one; pass a token id, or use choice_setup to put the "
+                "answers' shared prefix into the prompt"
+            )
+        return ids[0]
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise SteerlabError(f"a token must be an int id or a one-token str, got {token!r}")
+    return token
+
+
+def _per_example(backend: Backend, tokens: Any, n: int, name: str) -> list[int]:
+    if isinstance(tokens, int | str):
+        return [_as_token(backend, tokens)] * n
+    if isinstance(tokens, Tensor):
+        tokens = tokens.tolist()
+    tokens = list(tokens)
+    if len(tokens) != n:
+        raise SteerlabError(f"{name} has {len(tokens)} entries for {n} prompts; give one per prompt or a single token")
+    return [_as_token(backend, t) for t in tokens]
+
+
+def logit_difference(
+    backend: Backend,
+    prompts: Sequence[str],
+    pos_tokens: int | str | Sequence[int | str],
+    neg_tokens: int | str | Sequence[int | str],
+    *,
+    edits: Edits = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Float[Tensor, " n"]:
+    """``logit[pos] - logit[neg]`` at the last position of each (already formatted) prompt.
+
+    Tokens are token ids or one-token strings, one per prompt or a single one for all.
+
+    Example:
+        >>> logit_difference(lm, [lm.chat("Is it?")], "Yes", "No")   # doctest: +SKIP
+        tensor([1.73])
+    """
+    prompts = _check_nonempty(prompts, "prompts", "pass at least one formatted prompt")
+    pos = _per_example(backend, pos_tokens, len(prompts), "pos_tokens")
+    neg = _per_example(backend, neg_tokens, len(prompts), "neg_tokens")
+    logits, _ = _last_logits(
+        backend,
+        prompts,
+        list(zip(pos, neg, strict=True)),
+        edits=edits,
+        batch_size=batch_size,
+        progress=progress,
+        desc="logit diff",
+    )
+    return torch.stack([lg[0] - lg[1] for lg in logits])
+
+
+def behaviour_probability(
+    backend: Backend,
+    pairs: Sequence,
+    *,
+    edits: Edits = None,
+    system: str | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Probability of the behaviour-matching answer, normalised over the two answers (CAA, Rimsky et al. 2024).
+
+    ``p_behaviour = softmax([logit_pos, logit_neg])[0] = sigmoid(logit_diff)``, read at the last prompt
+    position after `choice_setup` (so A/B pairs compare ``"A"`` vs ``"B"`` after ``"("`` and Yes/No
+    pairs compare ``"Yes"`` vs ``"No"``). Works on anything with ``prompt``, ``positive``,
+    ``negative`` (and optionally ``meta``) attributes, such as `steerlab.data.ContrastPair`.
+
+    Returns:
+        DataFrame with columns ``example_id`` (``meta["id"]`` or the index), ``p_behaviour``, ``logit_diff``.
+
+    Example:
+        >>> behaviour_probability(lm, pairs[:50], edits=steer(vec, 4.0)).p_behaviour.mean()   # doctest: +SKIP
+    """
+    pairs = _check_nonempty(pairs, "pairs", "pass at least one contrast pair (prompt, positive, negative)")
+    prompts, pos, neg = [], [], []
+    for pair in pairs:
+        prompt, (p, n) = choice_setup(backend, pair.prompt, [pair.positive, pair.negative], system=system)
+        prompts.append(prompt)
+        pos.append(p)
+        neg.append(n)
+    diff = logit_difference(backend, prompts, pos, neg, edits=edits, batch_size=batch_size, progress=progress)
+    return pd.DataFrame(
+        {
+            "example_id": [_example_id(p, i) for i, p in enumerate(pairs)],
+            "p_behaviour": torch.sigmoid(diff).tolist(),
+            "logit_diff": diff.tolist(),
+        }
+    )
+
+
+def mcq_prompt(question: str, choices: Sequence[str]) -> str:
+    """A multiple-choice prompt in the PAS format (Cui & Chen 2025).
+
+    Example:
+        >>> print(mcq_prompt("What is 2+2?", ["3", "4"]))
+        What is 2+2?
+        A. 3
+        B. 4
+        Respond with a single letter.
+        Answer:
+    """
+    choices = _check_nonempty(choices, "choices", "give at least two answer options")
+    if len(choices) < 2 or len(choices) > len(LETTERS):
+        raise SteerlabError(f"an MCQ item needs 2 to {len(LETTERS)} choices, got {len(choices)}")
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+    return f"{question}\n{options}\n{INSTRUCTION}\n{ANSWER_CUE}"
+
+
+def mcq_accuracy(
+    backend: Backend,
+    items: Sequence,
+    *,
+    edits: Edits = None,
+    chat: bool = True,
+    system: str | None = None,
+    letter_prefix: str = " ",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Multiple-choice accuracy: the prediction is the option letter with the highest logit.
+
+    Each item is rendered with `mcq_prompt`. With ``chat=True`` the question, options and
+    instruction form the user turn and the ``"Answer:"`` line opens the assistant turn; with
+    ``chat=False`` the prompt is the raw text. The letters are scored as they follow ``"Answer:"``:
+    ``letter_prefix + letter`` is tokenized (any shared leading tokens, e.g. a lone space for a
+    character-level tokenizer, join the prompt) and the next token of each is compared.
+
+    The default ``letter_prefix=" "`` is what BPE models write after ``"Answer:"``: on
+    SmolLM2-135M-Instruct the tokens ``" A"``.. ``" D"`` hold 0.84 of the next-token probability
+    there, and the bare ``"A"``.. ``"D"`` under 0.001 (use ``letter_prefix=""`` when the letter
+    follows a newline).
+
+    Works on anything with ``question``, ``choices``, ``answer`` (0-based) attributes, such as
+    `steerlab.data.MCQItem`.
+
+    Returns:
+        DataFrame with columns ``example_id``, ``pred`` and ``answer`` (0-based option indices),
+        ``correct`` (bool), ``p_correct`` (probability of the correct letter, normalised over the
+        option letters) and ``letter_mass`` (total next-token probability on the option letters; a
+        low value means the model does not answer in this format).
+
+    Example:
+        >>> mcq_accuracy(lm, data.load_arc("easy")[:100]).correct.mean()   # doctest: +SKIP
+    """
+    items = _check_nonempty(items, "items", "pass at least one multiple-choice item")
+    prompts, letter_ids = [], []
+    for i, item in enumerate(items):
+        choices = list(item.choices)
+        answer = item.answer
+        if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choices):
+            raise SteerlabError(
+                f"item {i} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
+            )
+        text = mcq_prompt(item.question, choices)
+        prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
+        if chat:
+            body = text[: -len(ANSWER_CUE)].rstrip("\n")
+            prompts.append(backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix))
+        else:
+            prompts.append(text + prefix)
+        letter_ids.append(ids)
+    logits, probs = _last_logits(
+        backend, prompts, letter_ids, edits=edits, batch_size=batch_size, progress=progress, desc="mcq"
+    )
+    rows = []
+    for i, (item, lg, pr) in enumerate(zip(items, logits, probs, strict=True)):
+        pred = int(lg.argmax())
+        rows.append(
+            {
+                "example_id": _example_id(item, i),
+                "pred": pred,
+                "answer": int(item.answer),
+                "correct": pred == int(item.answer),
+                "p_correct": float(lg.softmax(-1)[int(item.answer)]),
+                "letter_mass": float(pr.sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _truncate(batch: Batch, max_tokens: int, pad_id: int) -> Batch:
+    """Keep the first ``max_tokens`` real tokens of each left-padded row, re-padded on the left."""
+    lengths = batch.attention_mask.sum(dim=1).clamp(max=max_tokens)
+    width = int(lengths.max())
+    ids = torch.full((len(batch), width), pad_id, dtype=batch.input_ids.dtype, device=batch.input_ids.device)
+    mask = torch.zeros((len(batch), width), dtype=batch.attention_mask.dtype, device=batch.input_ids.device)
+    for row, (start, n) in enumerate(zip(batch.n_pad.tolist(), lengths.tolist(), strict=True)):
+        ids[row, width - n :] = batch.input_ids[row, start : start + n]
+        mask[row, width - n :] = 1
+    return Batch(ids, mask)
+
+
+def perplexity_on(
+    backend: Backend,
+    texts: Sequence[str],
+    *,
+    edits: Edits = None,
+    max_tokens: int = 256,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> float:
+    """Token-weighted perplexity of raw texts (no chat template) under the (edited) model.
+
+    Each text is cut to its first ``max_tokens`` tokens; the result is
+    ``exp(sum of token NLLs / number of predicted tokens)`` over all texts.
+
+    Example:
+        >>> perplexity_on(lm, data.load_text("wikitext")[:64], edits=edits)   # doctest: +SKIP
+    """
+    texts = _check_nonempty(texts, "texts", "pass at least one text")
+    _check_batch_size(batch_size)
+    if max_tokens < 2:
+        raise SteerlabError(f"max_tokens must be at least 2 (one token predicts the next), got {max_tokens}")
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
+    if empty:
+        raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
+    total, count = 0.0, 0
+    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
+        batch = _truncate(
+            backend.tokenize(texts[start : start + batch_size]), max_tokens, backend.tokenizer.pad_token_id
+        )
+        nll, mask = backend.token_losses(batch, edits=edits)
+        total += float(nll.sum())
+        count += int(mask.sum())
+    if count == 0:
+        raise SteerlabError("perplexity needs texts of at least two tokens; all texts given are one token long")
+    return math.exp(total / count)
+
+
+def kl_to_base(
+    backend: Backend,
+    prompts_or_texts: Sequence[str],
+    *,
+    edits: Edits,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """How far the edits move the next-token distributions: ``KL(p_base || p_steered)`` per example.
+
+    The KL is taken from the base (unedited) distribution to the steered one,
+    ``sum_v p_base(v) * (log p_base(v) - log p_steered(v))``, at every non-pad position of the
+    already formatted strings (no template is applied).
+
+    Returns:
+        DataFrame with columns ``example_id`` (the index), ``kl`` (mean over positions), ``kl_last``
+        (at the last position, where an answer is predicted) and ``n_tokens``.
+
+    Example:
+        >>> kl_to_base(lm, texts, edits=steer(vec, 4.0)).kl.mean()   # doctest: +SKIP
+    """
+    texts = _check_nonempty(prompts_or_texts, "prompts_or_texts", "pass at least one string")
+    _check_batch_size(batch_size)
+    rows: list[dict] = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="kl to base", disable=not progress):
+        batch = backend.tokenize(texts[start : start + batch_size])
+        base = torch.log_softmax(backend.logits(batch).float(), dim=-1)
+        steered = torch.log_softmax(backend.logits(batch, edits=edits).float(), dim=-1)
+        kl = (base.exp() * (base - steered)).sum(dim=-1)  # [batch, pos]
+        mask = batch.attention_mask.bool()
+        n = mask.sum(dim=1)
+        mean = (kl * mask).sum(dim=1) / n
+        for row in range(len(batch)):
+            rows.append(
+                {
+                    "example_id": start + row,
+                    "kl": float(mean[row]),
+                    "kl_last": float(kl[row, -1]),
+                    "n_tokens": int(n[row]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def generations(
+    backend: Backend,
+    prompts: Sequence[str],
+    *,
+    edits: Edits = None,
+    max_new_tokens: int = 64,
+    chat: bool = True,
+    system: str | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    **gen: Any,
+) -> pd.DataFrame:
+    """Completions for open-ended evaluation (greedy unless ``do_sample=True`` is passed in ``gen``).
+
+    With ``chat=True`` each prompt is a user message put in the chat template; otherwise it is used
+    as is. Extra keyword arguments go to `Backend.generate`.
+
+    Returns:
+        DataFrame with columns ``example_id`` (the index), ``prompt`` (as given) and ``completion``.
+
+    Example:
+        >>> generations(lm, ["Tell me about yourself."], edits=edits).to_csv("gens.csv")   # doctest: +SKIP
+    """
+    prompts = _check_nonempty(prompts, "prompts", "pass at least one prompt")
+    _check_batch_size(batch_size)
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise SteerlabError(f"prompts at indices {bad[:10]} are not strings")
+    formatted = [backend.chat(p, system=system) if chat else p for p in prompts]
+    completions: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress):
+        chunk = formatted[start : start + batch_size]
+        completions += backend.generate(chunk, edits=edits, max_new_tokens=max_new_tokens, **gen)
+    return pd.DataFrame({"example_id": range(len(prompts)), "prompt": prompts, "completion": completions})
