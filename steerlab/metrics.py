@@ -281,6 +281,25 @@ def mcq_prompt(question: str, choices: Sequence[str]) -> str:
     return f"{question}\n{options}\n{INSTRUCTION}\n{ANSWER_CUE}"
 
 
+def mcq_setup(
+    backend: Backend, item: Any, *, chat: bool = True, system: str | None = None, letter_prefix: str = " ",
+    index: int = 0,
+) -> tuple[str, list[int]]:
+    """The scored prompt of one multiple-choice item and the token of each option letter (see `mcq_accuracy`)."""
+    choices = list(item.choices)
+    answer = item.answer
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choices):
+        raise SteerlabError(
+            f"item {index} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
+        )
+    text = mcq_prompt(item.question, choices)
+    prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
+    if chat:
+        body = text[: -len(ANSWER_CUE)].rstrip("\n")
+        return backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix), ids
+    return text + prefix, ids
+
+
 def mcq_accuracy(
     backend: Backend,
     items: Sequence,
@@ -320,19 +339,8 @@ def mcq_accuracy(
     items = _check_nonempty(items, "items", "pass at least one multiple-choice item")
     prompts, letter_ids = [], []
     for i, item in enumerate(items):
-        choices = list(item.choices)
-        answer = item.answer
-        if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choices):
-            raise SteerlabError(
-                f"item {i} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
-            )
-        text = mcq_prompt(item.question, choices)
-        prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
-        if chat:
-            body = text[: -len(ANSWER_CUE)].rstrip("\n")
-            prompts.append(backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix))
-        else:
-            prompts.append(text + prefix)
+        prompt, ids = mcq_setup(backend, item, chat=chat, system=system, letter_prefix=letter_prefix, index=i)
+        prompts.append(prompt)
         letter_ids.append(ids)
     logits, probs = _last_logits(
         backend, prompts, letter_ids, edits=edits, batch_size=batch_size, progress=progress, desc="mcq"

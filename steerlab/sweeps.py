@@ -1,0 +1,273 @@
+"""Grids over method x seed x site (layer) x strength, written to disk as they are computed.
+
+`ChoiceTask` prepares an evaluation once (prompts, compared answer tokens, and, when only the
+last prompt token is steered, the key/value cache of everything before it), so each grid cell
+costs one token per prompt instead of a full forward pass. `sweep` writes every finished cell to
+its own file (atomically), so a killed sweep rerun with the same ``out`` folder resumes: it
+recomputes nothing and loses no rows.
+
+Output: a tidy DataFrame with columns ``method, seed, layer, site, coeff, metric, value,
+example_id`` (one row per example, cell and metric).
+
+Example:
+    >>> task = ChoiceTask.from_pairs(lm, test_pairs)                                  # doctest: +SKIP
+    >>> df = sweep(lm, {"caa": vec}, task, coeffs=[-8, 0, 8], positions=LAST_PROMPT,  # doctest: +SKIP
+    ...            out="runs/agreeableness")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from steerlab.backends.base import ALL, Backend, Batch, Positions, Prefix, Site
+from steerlab.errors import SteerlabError
+from steerlab.interventions import steer
+from steerlab.metrics import choice_setup, mcq_setup
+from steerlab.vectors import SteeringVector, dataset_hash
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+
+
+@dataclass
+class ChoiceTask:
+    """A prepared choice evaluation: each prompt's next token is compared over candidate tokens.
+
+    ``kind="behaviour"`` (contrast pairs; candidate 0 is the behaviour-matching answer) reports
+    ``p_behaviour`` (probability normalised over the two answers, as in CAA) and ``logit_diff``;
+    ``kind="mcq"`` reports ``accuracy`` and ``p_correct``.
+    """
+
+    backend: Backend
+    prompts: list[str]
+    candidates: list[list[int]]
+    targets: list[int]
+    example_ids: list
+    kind: str = "behaviour"
+    batch_size: int = 16
+    _batches: list[Batch] = field(default_factory=list, repr=False)
+    _prefixes: dict[int, Prefix] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise SteerlabError("the evaluation set is empty; pass at least one item")
+        self._batches = [
+            self.backend.tokenize(self.prompts[i : i + self.batch_size]) for i in range(0, len(self.prompts), self.batch_size)
+        ]
+
+    @classmethod
+    def from_pairs(cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int = 16) -> ChoiceTask:
+        """Behaviour probability on A/B or Yes/No contrast pairs."""
+        setups = [choice_setup(backend, p.prompt, [p.positive, p.negative], system) for p in pairs]
+        ids = [p.meta.get("id", i) if hasattr(p, "meta") else i for i, p in enumerate(pairs)]
+        return cls(backend, [s[0] for s in setups], [s[1] for s in setups], [0] * len(pairs), ids, "behaviour", batch_size)
+
+    @classmethod
+    def from_mcq(cls, backend: Backend, items: Sequence, *, chat: bool = True, system: str | None = None,
+                 batch_size: int = 16) -> ChoiceTask:  # fmt: skip
+        """Multiple-choice accuracy by option-letter logits (the PAS prompt format)."""
+        setups = [mcq_setup(backend, it, chat=chat, system=system, index=i) for i, it in enumerate(items)]
+        ids = [it.meta.get("id", i) if hasattr(it, "meta") else i for i, it in enumerate(items)]
+        targets = [int(it.answer) for it in items]
+        return cls(backend, [s[0] for s in setups], [s[1] for s in setups], targets, ids, "mcq", batch_size)
+
+    @property
+    def metrics(self) -> tuple[str, str]:
+        return ("p_behaviour", "logit_diff") if self.kind == "behaviour" else ("accuracy", "p_correct")
+
+    def fingerprint(self) -> str:
+        return dataset_hash([self.prompts, self.candidates, self.targets, self.backend.name])
+
+    def _prefix(self, index: int) -> Prefix:
+        if index not in self._prefixes:
+            b = self._batches[index]
+            self._prefixes[index] = self.backend.prefix(Batch(b.input_ids[:, :-1], b.attention_mask[:, :-1]))
+        return self._prefixes[index]
+
+    def last_logits(self, edits=(), *, reuse_prefix: bool = False) -> list[torch.Tensor]:
+        """Next-token logits at the last prompt position, one ``[batch, vocab]`` tensor per batch."""
+        out = []
+        for i, b in enumerate(self._batches):
+            if reuse_prefix:
+                last = Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:])
+                out.append(self.backend.forward(last, prefix=self._prefix(i), edits=edits).logits[:, -1].float())
+            else:
+                out.append(self.backend.forward(b, edits=edits).logits[:, -1].float())
+        return out
+
+    def evaluate(self, edits=(), *, reuse_prefix: bool = False) -> pd.DataFrame:
+        """Per-example rows ``example_id, metric, value`` under ``edits``."""
+        logits = torch.cat(self.last_logits(edits, reuse_prefix=reuse_prefix)).cpu()
+        rows = []
+        for i, (cands, target) in enumerate(zip(self.candidates, self.targets, strict=True)):
+            lg = logits[i, cands]
+            p = torch.softmax(lg, -1)[target]
+            if self.kind == "behaviour":
+                values = (float(p), float(lg[0] - lg[1]))
+            else:
+                values = (float(int(lg.argmax()) == target), float(p))
+            rows += [{"example_id": self.example_ids[i], "metric": m, "value": v} for m, v in zip(self.metrics, values)]
+        return pd.DataFrame(rows)
+
+
+def _cell_key(method: str, seed: int, site: Site | None, coeff: float) -> str:
+    return f"{method}|{seed}|{site}|{float(coeff):g}"
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _normalise_vectors(vectors) -> dict[tuple[str, int], SteeringVector]:
+    if isinstance(vectors, SteeringVector):
+        return {(vectors.provenance.method, 0): vectors}
+    out = {}
+    for key, vec in vectors.items():
+        method, seed = (key, 0) if isinstance(key, str) else key
+        out[(str(method), int(seed))] = vec
+    if not out:
+        raise SteerlabError("no vectors to sweep; pass {'caa': vector} or {('caa', seed): vector, ...}")
+    return out
+
+
+def sweep(
+    backend: Backend,
+    vectors: SteeringVector | Mapping,
+    task: ChoiceTask,
+    *,
+    coeffs: Sequence[float],
+    sites: Sequence[Site | str | int] | None = None,
+    positions: Positions = ALL,
+    out: str | Path | None = None,
+    progress: bool = True,
+    on_cell: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Evaluate ``task`` for every vector (method, seed) x site x strength.
+
+    Args:
+        vectors: a SteeringVector, or a mapping ``{"caa": vec}`` / ``{("caa", seed): vec}``.
+        coeffs: strengths; 0 is the unsteered model (computed once, reported for every cell group).
+        sites: restrict to these sites (default: every site of each vector).
+        positions: which tokens are steered. With `LAST_PROMPT` the cached prefix of each prompt is
+            reused, so each cell runs one token per prompt.
+        out: a folder; each finished cell is saved there and a rerun resumes from what was saved.
+        on_cell: called with each computed cell's key (tests use it to count recomputation).
+    """
+    vecs = _normalise_vectors(vectors)
+    chosen = None if sites is None else {backend.site(s) for s in sites}
+    reuse = positions.kind == "last_prompt"
+    folder = Path(out) if out is not None else None
+    done: dict[str, pd.DataFrame] = {}
+    if folder is not None:
+        done = _open_folder(folder, task, positions, vecs)
+    cells = [
+        (method, seed, site, float(c))
+        for (method, seed), vec in vecs.items()
+        for site in vec.sites
+        if chosen is None or site in chosen
+        for c in coeffs
+    ]
+    if not cells:
+        raise SteerlabError("no cells: none of the requested sites is in the vectors; check `sites`")
+    frames = []
+    base_key = _cell_key("base", 0, None, 0.0)
+    base = done.get(base_key)
+    for method, seed, site, coeff in tqdm(cells, desc="sweep", disable=not progress):
+        key = _cell_key(method, seed, site, coeff)
+        if coeff == 0.0:
+            if base is None:
+                base = task.evaluate(reuse_prefix=reuse)
+                _save(folder, base_key, base, done, on_cell)
+            df = base
+        elif key in done:
+            df = done[key]
+        else:
+            df = task.evaluate(steer({site: vecs[(method, seed)][site]}, coeff, positions=positions), reuse_prefix=reuse)
+            _save(folder, key, df, done, on_cell)
+        frames.append(df.assign(method=method, seed=seed, layer=site.layer, site=site.kind, coeff=coeff))
+    result = pd.concat(frames, ignore_index=True)[COLUMNS]
+    if folder is not None:
+        _write_atomic(result, folder / "results.csv")
+    return result
+
+
+def _save(folder: Path | None, key: str, df: pd.DataFrame, done: dict, on_cell) -> None:
+    done[key] = df
+    if on_cell is not None:
+        on_cell(key)
+    if folder is not None:
+        name = hashlib.sha1(key.encode()).hexdigest()[:16]
+        _write_atomic(df.assign(cell=key), folder / "cells" / f"{name}.csv")
+
+
+def _open_folder(folder: Path, task: ChoiceTask, positions: Positions, vecs) -> dict[str, pd.DataFrame]:
+    """Create or resume a sweep folder; refuses to mix results of different sweeps."""
+    (folder / "cells").mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": task.backend.name,
+        "task": task.fingerprint(),
+        "positions": [positions.kind, positions.start],
+        "vectors": {f"{m}|{s}": dataset_hash([v[site].tolist() for site in v.sites]) for (m, s), v in vecs.items()},
+    }
+    meta_path = folder / "sweep.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        clash = [k for k in ("model", "task", "positions") if old.get(k) != meta[k]]
+        clash += [f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h]
+        if clash:
+            raise SteerlabError(
+                f"{folder} holds a sweep with a different {', '.join(clash)}; use another output folder or delete it"
+            )
+        meta["vectors"] = {**old.get("vectors", {}), **meta["vectors"]}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    done = {}
+    for path in (folder / "cells").glob("*.csv"):
+        df = pd.read_csv(path)
+        done[str(df["cell"].iloc[0])] = df.drop(columns="cell")
+    if done:
+        logger.info("resuming sweep in %s: %d cells already done", folder, len(done))
+    return done
+
+
+def layer_scores(pos: Mapping[Site, torch.Tensor], neg: Mapping[Site, torch.Tensor]) -> pd.DataFrame:
+    """Per-site scores from training activations alone, no grid search (LayerNavigator-style,
+    Sun et al. 2025): Fisher discriminability along the mean difference plus the directional
+    consistency of pair differences. Columns: ``layer, site, discriminability, consistency, score, rank``.
+    """
+    from steerlab.methods.linear import fisher_scores
+
+    rows = [{"layer": s.layer, "site": s.kind, **fisher_scores(pos[s], neg[s])} for s in pos]
+    df = pd.DataFrame(rows).sort_values("score", ascending=False, ignore_index=True)
+    df["rank"] = range(1, len(df) + 1)
+    return df
+
+
+def sweep_effect(df: pd.DataFrame, metric: str, *, low: float | None = None, high: float | None = None) -> pd.DataFrame:
+    """Steering effect per (method, site, layer): mean metric at the highest strength minus at the lowest.
+
+    Columns: ``method, site, layer, effect, rank`` (rank 1 = largest effect within a method and site).
+    """
+    d = df[df.metric == metric]
+    if d.empty:
+        raise SteerlabError(f"no rows for metric {metric!r}; metrics present: {sorted(df.metric.unique())}")
+    low = d.coeff.min() if low is None else low
+    high = d.coeff.max() if high is None else high
+    means = d.groupby(["method", "site", "layer", "coeff"]).value.mean().unstack("coeff")
+    eff = (means[high] - means[low]).rename("effect").reset_index()
+    eff["rank"] = eff.groupby(["method", "site"]).effect.rank(ascending=False, method="min").astype(int)
+    return eff

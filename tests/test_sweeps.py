@@ -1,0 +1,142 @@
+"""Sweeps: prepared evaluation, prefix reuse, resumable grids (a killed sweep resumes), layer scores."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from steerlab.backends.base import LAST_PROMPT, Site
+from steerlab.errors import SteerlabError
+from steerlab.interventions import steer
+from steerlab.metrics import behaviour_probability
+from steerlab.sweeps import ChoiceTask, layer_scores, sweep, sweep_effect
+from steerlab.vectors import Provenance, SteeringVector
+
+PAIRS = [
+    SimpleNamespace(prompt=q, positive=a, negative=b, meta={"id": f"q{i}"})
+    for i, (q, a, b) in enumerate(
+        [("Pick (A) or (B)?", "(A)", "(B)"), ("Is it so?", "Yes", "No"), ("Choose: (A) x (B) y", "(B)", "(A)"), ("Ok?", "No", "Yes")]
+    )
+]
+
+
+def vector(lm, seed=0, layers=(0, 1)):
+    g = torch.Generator().manual_seed(seed)
+    dirs = {Site(L): torch.randn(lm.d_model, generator=g) for L in layers}
+    return SteeringVector(dirs, Provenance(model=lm.name, d_model=lm.d_model, n_layers=lm.n_layers, method="rand"))
+
+
+def test_choice_task_matches_behaviour_probability(tiny):
+    task = ChoiceTask.from_pairs(tiny, PAIRS, batch_size=3)
+    edits = steer(vector(tiny), 2.0)
+    got = task.evaluate(edits)
+    ref = behaviour_probability(tiny, PAIRS, edits=edits)
+    p = got[got.metric == "p_behaviour"].value.to_numpy()
+    assert p == pytest.approx(ref.p_behaviour.to_numpy(), abs=1e-5)
+
+
+def test_prefix_reuse_gives_the_same_cells(tiny):
+    task = ChoiceTask.from_pairs(tiny, PAIRS, batch_size=3)
+    edits = steer(vector(tiny), 3.0, positions=LAST_PROMPT)
+    a = task.evaluate(edits, reuse_prefix=False)
+    b = task.evaluate(edits, reuse_prefix=True)
+    assert b.value.to_numpy() == pytest.approx(a.value.to_numpy(), abs=1e-5)
+    assert not a.equals(task.evaluate())  # the edit does something
+
+
+def test_mcq_task_accuracy_is_one_for_the_models_own_answers(tiny):
+    items = [SimpleNamespace(question=f"q{i}", choices=("x", "y", "z"), answer=0, meta={}) for i in range(3)]
+    probe = ChoiceTask.from_mcq(tiny, items)
+    preds = [int(lg[c].argmax()) for lg, c in zip(torch.cat(probe.last_logits()), probe.candidates)]
+    own = [SimpleNamespace(question=f"q{i}", choices=("x", "y", "z"), answer=p, meta={}) for i, p in enumerate(preds)]
+    df = ChoiceTask.from_mcq(tiny, own).evaluate()
+    assert df[df.metric == "accuracy"].value.eq(1.0).all()
+
+
+def test_sweep_is_tidy_and_baseline_is_shared(tiny, tmp_path):
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    computed = []
+    df = sweep(tiny, {"a": vector(tiny), ("b", 1): vector(tiny, 1)}, task, coeffs=[-2, 0, 2], out=tmp_path,
+               progress=False, on_cell=computed.append)  # fmt: skip
+    assert list(df.columns) == ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+    assert len(df) == 2 * 2 * 3 * len(PAIRS) * 2  # methods x layers x coeffs x examples x metrics
+    assert len(computed) == 2 * 2 * 2 + 1  # the unsteered cell is computed once
+    assert (tmp_path / "results.csv").exists()
+    eff = sweep_effect(df, "p_behaviour")
+    assert set(eff.columns) == {"method", "site", "layer", "effect", "rank"}
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    from steerlab.testing import tiny_backend
+    from steerlab.sweeps import ChoiceTask, sweep
+    sys.path.insert(0, {tests!r})
+    from test_sweeps import PAIRS, vector
+    lm = tiny_backend("nnsight", {folder!r})
+    task = ChoiceTask.from_pairs(lm, PAIRS)
+    sweep(lm, {{"a": vector(lm)}}, task, coeffs=[-3, -1, 0, 1, 3], out={out!r}, progress=False,
+          on_cell=lambda key: time.sleep(0.4))
+    """
+)
+
+
+def test_a_killed_sweep_resumes_without_recomputing_or_losing_rows(tiny_folder, tmp_path):
+    from steerlab.testing import tiny_backend
+
+    out = tmp_path / "run"
+    code = SCRIPT.format(tests=os.path.dirname(__file__), folder=str(tiny_folder), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "cells").glob("*.csv"))) < 3:
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = len(list((out / "cells").glob("*.csv")))
+    assert 3 <= saved < 9  # 2 layers x 4 nonzero coeffs + 1 baseline
+    assert not (out / "results.csv").exists()
+
+    lm = tiny_backend("nnsight", tiny_folder)
+    task = ChoiceTask.from_pairs(lm, PAIRS)
+    computed = []
+    resumed = sweep(lm, {"a": vector(lm)}, task, coeffs=[-3, -1, 0, 1, 3], out=out, progress=False,
+                    on_cell=computed.append)  # fmt: skip
+    assert len(computed) == 9 - saved  # nothing recomputed
+    fresh = sweep(lm, {"a": vector(lm)}, task, coeffs=[-3, -1, 0, 1, 3], progress=False)
+    key = ["method", "seed", "layer", "site", "coeff", "metric", "example_id"]
+    a = resumed.sort_values(key, ignore_index=True)
+    b = fresh.sort_values(key, ignore_index=True)
+    assert len(a) == len(b) == 2 * 5 * len(PAIRS) * 2  # no row lost
+    pd.testing.assert_frame_equal(a.drop(columns="value"), b.drop(columns="value"), check_dtype=False)
+    assert a.value.to_numpy() == pytest.approx(b.value.to_numpy(), abs=1e-6)
+
+
+def test_resuming_with_another_task_is_refused(tiny, tmp_path):
+    sweep(tiny, {"a": vector(tiny)}, ChoiceTask.from_pairs(tiny, PAIRS), coeffs=[1], out=tmp_path, progress=False)
+    with pytest.raises(SteerlabError, match="different task"):
+        sweep(tiny, {"a": vector(tiny)}, ChoiceTask.from_pairs(tiny, PAIRS[:2]), coeffs=[1], out=tmp_path, progress=False)
+
+
+def test_empty_task_is_refused(tiny):
+    with pytest.raises(SteerlabError, match="empty"):
+        ChoiceTask.from_pairs(tiny, [])
+
+
+def test_layer_scores_rank_a_separable_layer_first():
+    torch.manual_seed(0)
+    n, d = 40, 16
+    signal_dir = torch.zeros(d)
+    signal_dir[0] = 1.0
+    base = torch.randn(n, d)
+    pos = {Site(0): base + torch.randn(n, d) * 0.1 + 3 * signal_dir, Site(1): torch.randn(n, d)}
+    neg = {Site(0): base + torch.randn(n, d) * 0.1, Site(1): torch.randn(n, d)}
+    df = layer_scores(pos, neg)
+    assert df.iloc[0].layer == 0 and df.iloc[0]["rank"] == 1
