@@ -91,6 +91,8 @@ class Provenance:
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
+    if hasattr(obj, "__dict__"):  # duck-typed records, e.g. SimpleNamespace(prompt=..., positive=...)
+        return vars(obj)
     raise SteerlabError(f"dataset_hash cannot hash a {type(obj).__name__}; pass dataclasses, dicts, lists or strings")
 
 
