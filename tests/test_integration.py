@@ -76,3 +76,20 @@ def test_no_hooks_left_after_a_raise_on_the_real_model(real, backend_kind):
     with pytest.raises(RuntimeError):
         real.generate(real.chat("Hi"), edits=[add(Site(2), torch.ones(real.d_model)), Edit(Site(20, "mlp_in"), boom)])
     assert real.n_hooks() == before
+
+
+def test_gemma_loads_in_both_backends_and_they_agree():
+    """The second embedded size: Gemma-3-270M base (18 layers, d_model 640, Gemma's normalised block outputs)."""
+    from steerlab.models import load_model
+
+    tl, nn = (load_model("gemma-3-270m", backend=k) for k in ("tl", "nnsight"))
+    assert (tl.n_layers, tl.d_model) == (nn.n_layers, nn.d_model) == (18, 640)
+    prompts = ["The capital of France is", "Once upon a time"]
+    sites = [Site(L, k) for L in (0, 9, 17) for k in SITE_KINDS]
+    a, b = tl.record(prompts, sites), nn.record(prompts, sites)
+    mask = tl.tokenize(prompts).attention_mask.bool()
+    for s in sites:  # entries reach ~90,000 in Gemma's residual stream
+        torch.testing.assert_close(a[s][mask], b[s][mask], atol=1e-4, rtol=1e-5, msg=lambda m, s=s: f"{s}: {m}")
+    v = torch.randn(640, generator=torch.Generator().manual_seed(0)) * 200
+    edits = add(Site(6), v)
+    assert tl.generate(prompts, edits=edits, max_new_tokens=8) == nn.generate(prompts, edits=edits, max_new_tokens=8)
