@@ -169,7 +169,7 @@ def load_hf(
 
 def load_model(
     name: str | None = None,
-    backend: Literal["tl", "nnsight"] = "tl",
+    backend: Literal["tl", "nnsight"] = "nnsight",
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     *,
@@ -181,8 +181,9 @@ def load_model(
     Args:
         name: ``None`` for the embedded SmolLM2-135M-Instruct; ``"gemma-3-270m"`` for the embedded
             Gemma-3-270M base model; otherwise a Hugging Face hub name or a local folder.
-        backend: ``"tl"`` (TransformerLens, no weight processing, so ``resid_post[L]`` equals HF
-            ``hidden_states[L + 1]``) or ``"nnsight"``.
+        backend: ``"nnsight"`` (default: runs the HF model itself, so forward passes and KV-cached
+            generation run at HF speed) or ``"tl"`` (TransformerLens, no weight processing, so
+            ``resid_post[L]`` equals HF ``hidden_states[L + 1]``; its per-token generation is slower).
         device: defaults to cuda, then mps, then cpu.
         dtype: defaults to fp32 on CPU and bf16 on accelerators.
         remote: nnsight only: run traces on an NDIF deployment (``remote=True``) instead of locally,
