@@ -123,11 +123,15 @@ def collect_pairs(backend: Backend, pairs: Sequence, sites: Sequence[Site | str 
             pos.setdefault(s, []).append(p[s])
             neg.setdefault(s, []).append(n[s])
     return PairActivations(
-        {s: torch.cat(v) for s, v in pos.items()}, {s: torch.cat(v) for s, v in neg.items()}, kwargs.get("read", "completion_last")
+        {s: torch.cat(v) for s, v in pos.items()},
+        {s: torch.cat(v) for s, v in neg.items()},
+        kwargs.get("read", "completion_last"),
     )
 
 
-def stream_mean_diff(backend: Backend, pairs: Sequence, sites: Sequence[Site | str | int], **kwargs) -> dict[Site, Tensor]:
+def stream_mean_diff(
+    backend: Backend, pairs: Sequence, sites: Sequence[Site | str | int], **kwargs
+) -> dict[Site, Tensor]:
     """Mean difference per site from running sums: memory does not grow with the number of pairs."""
     acc: dict[Site, MeanDiffAccumulator] = {}
     for p, n in iter_pair_batches(backend, pairs, sites, **kwargs):

@@ -12,7 +12,7 @@ PCA and probe directions are sign-aligned with the mean difference and scaled to
 so strengths are comparable across methods.
 
 Example:
-    >>> vec = extract(lm, train_pairs, sites=[Site(12)], method="caa", dataset="persona:agreeableness")  # doctest: +SKIP
+    >>> vec = extract(lm, train_pairs, sites=[Site(12)], dataset="persona:agreeableness")  # doctest: +SKIP
     >>> lm.generate(prompt, edits=steer(vec, 8.0))                                                  # doctest: +SKIP
 """
 

@@ -74,7 +74,9 @@ def encode(backend: Backend, prompts: Sequence[str], completions: Sequence[str])
     and the prompt tokens are identical across a pair's positive and negative texts.
     """
     if len(prompts) != len(completions):
-        raise SteerlabError(f"{len(prompts)} prompts but {len(completions)} completions; give one completion per prompt")
+        raise SteerlabError(
+            f"{len(prompts)} prompts but {len(completions)} completions; give one completion per prompt"
+        )
     tok = backend.tokenizer
     pb = backend.tokenize(list(prompts))
     comp_ids = [tok(c, add_special_tokens=False)["input_ids"] if c else [] for c in completions]

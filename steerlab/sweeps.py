@@ -63,15 +63,20 @@ class ChoiceTask:
         if not self.prompts:
             raise SteerlabError("the evaluation set is empty; pass at least one item")
         self._batches = [
-            self.backend.tokenize(self.prompts[i : i + self.batch_size]) for i in range(0, len(self.prompts), self.batch_size)
+            self.backend.tokenize(self.prompts[i : i + self.batch_size])
+            for i in range(0, len(self.prompts), self.batch_size)
         ]
 
     @classmethod
-    def from_pairs(cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int = 16) -> ChoiceTask:
+    def from_pairs(
+        cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int = 16
+    ) -> ChoiceTask:
         """Behaviour probability on A/B or Yes/No contrast pairs."""
         setups = [choice_setup(backend, p.prompt, [p.positive, p.negative], system) for p in pairs]
         ids = [p.meta.get("id", i) if hasattr(p, "meta") else i for i, p in enumerate(pairs)]
-        return cls(backend, [s[0] for s in setups], [s[1] for s in setups], [0] * len(pairs), ids, "behaviour", batch_size)
+        return cls(
+            backend, [s[0] for s in setups], [s[1] for s in setups], [0] * len(pairs), ids, "behaviour", batch_size
+        )
 
     @classmethod
     def from_mcq(cls, backend: Backend, items: Sequence, *, chat: bool = True, system: str | None = None,
@@ -117,7 +122,10 @@ class ChoiceTask:
                 values = (float(p), float(lg[0] - lg[1]))
             else:
                 values = (float(int(lg.argmax()) == target), float(p))
-            rows += [{"example_id": self.example_ids[i], "metric": m, "value": v} for m, v in zip(self.metrics, values)]
+            rows += [
+                {"example_id": self.example_ids[i], "metric": m, "value": v}
+                for m, v in zip(self.metrics, values, strict=True)
+            ]
         return pd.DataFrame(rows)
 
 
@@ -197,7 +205,9 @@ def sweep(
         elif key in done:
             df = done[key]
         else:
-            df = task.evaluate(steer({site: vecs[(method, seed)][site]}, coeff, positions=positions), reuse_prefix=reuse)
+            df = task.evaluate(
+                steer({site: vecs[(method, seed)][site]}, coeff, positions=positions), reuse_prefix=reuse
+            )
             _save(folder, key, df, done, on_cell)
         frames.append(df.assign(method=method, seed=seed, layer=site.layer, site=site.kind, coeff=coeff))
     result = pd.concat(frames, ignore_index=True)[COLUMNS]
@@ -228,7 +238,9 @@ def _open_folder(folder: Path, task: ChoiceTask, positions: Positions, vecs) -> 
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         clash = [k for k in ("model", "task", "positions") if old.get(k) != meta[k]]
-        clash += [f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h]
+        clash += [
+            f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h
+        ]
         if clash:
             raise SteerlabError(
                 f"{folder} holds a sweep with a different {', '.join(clash)}; use another output folder or delete it"

@@ -100,16 +100,24 @@ def test_prefix_reuse_equals_full_forward(tiny):
     full = tiny.forward(b, edits=edits, record=[Site(1)])
     pre = tiny.prefix(Batch(b.input_ids[:, :-1], b.attention_mask[:, :-1]))
     for _ in range(2):  # the prefix is reusable
-        out = tiny.forward(Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]), prefix=pre, edits=edits, record=[Site(1)])
+        out = tiny.forward(
+            Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]), prefix=pre, edits=edits, record=[Site(1)]
+        )
         torch.testing.assert_close(out.logits[:, -1], full.logits[:, -1], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(out.activations[Site(1)][:, -1], full.activations[Site(1)][:, -1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            out.activations[Site(1)][:, -1], full.activations[Site(1)][:, -1], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_edits_reaching_into_a_cached_prefix_are_refused(tiny):
     b = tiny.tokenize(formatted(tiny))
     pre = tiny.prefix(Batch(b.input_ids[:, :-1], b.attention_mask[:, :-1]))
     with pytest.raises(SteerlabError, match="touches the cached prefix"):
-        tiny.forward(Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]), prefix=pre, edits=add(Site(1), torch.ones(tiny.d_model)))
+        tiny.forward(
+            Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]),
+            prefix=pre,
+            edits=add(Site(1), torch.ones(tiny.d_model)),
+        )
 
 
 @pytest.mark.parametrize("call", ["forward", "generate", "prefix_forward"])
@@ -128,7 +136,9 @@ def test_no_hook_leaks_when_an_edit_raises(tiny, call):
         else:
             b = tiny.tokenize(prompts)
             pre = tiny.prefix(Batch(b.input_ids[:, :-1], b.attention_mask[:, :-1]))
-            tiny.forward(Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]), prefix=pre, edits=Edit(Site(1), boom, LAST_PROMPT))
+            tiny.forward(
+                Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:]), prefix=pre, edits=Edit(Site(1), boom, LAST_PROMPT)
+            )
     assert tiny.n_hooks() == before == 0
     # and the model still runs unedited afterwards
     torch.testing.assert_close(tiny.logits(prompts), tiny.logits(prompts))

@@ -63,8 +63,13 @@ def test_unsteered_generation_equals_hf_generate(real_pair):
     batch = nn.tokenize([nn.chat(PROMPTS[0])])
     ids = nn.generate_ids(batch, edits=add(Site(3), torch.zeros(nn.d_model)), max_new_tokens=15)
     with torch.no_grad():
-        ref = nn.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=15,
-                                   do_sample=False, pad_token_id=nn.tokenizer.pad_token_id)
+        ref = nn.hf_model.generate(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            max_new_tokens=15,
+            do_sample=False,
+            pad_token_id=nn.tokenizer.pad_token_id,
+        )
     assert torch.equal(ids, ref)
 
 

@@ -22,7 +22,12 @@ from steerlab.vectors import Provenance, SteeringVector
 PAIRS = [
     SimpleNamespace(prompt=q, positive=a, negative=b, meta={"id": f"q{i}"})
     for i, (q, a, b) in enumerate(
-        [("Pick (A) or (B)?", "(A)", "(B)"), ("Is it so?", "Yes", "No"), ("Choose: (A) x (B) y", "(B)", "(A)"), ("Ok?", "No", "Yes")]
+        [
+            ("Pick (A) or (B)?", "(A)", "(B)"),
+            ("Is it so?", "Yes", "No"),
+            ("Choose: (A) x (B) y", "(B)", "(A)"),
+            ("Ok?", "No", "Yes"),
+        ]
     )
 ]
 
@@ -54,7 +59,7 @@ def test_prefix_reuse_gives_the_same_cells(tiny):
 def test_mcq_task_accuracy_is_one_for_the_models_own_answers(tiny):
     items = [SimpleNamespace(question=f"q{i}", choices=("x", "y", "z"), answer=0, meta={}) for i in range(3)]
     probe = ChoiceTask.from_mcq(tiny, items)
-    preds = [int(lg[c].argmax()) for lg, c in zip(torch.cat(probe.last_logits()), probe.candidates)]
+    preds = [int(lg[c].argmax()) for lg, c in zip(torch.cat(probe.last_logits()), probe.candidates, strict=True)]
     own = [SimpleNamespace(question=f"q{i}", choices=("x", "y", "z"), answer=p, meta={}) for i, p in enumerate(preds)]
     df = ChoiceTask.from_mcq(tiny, own).evaluate()
     assert df[df.metric == "accuracy"].value.eq(1.0).all()
@@ -122,7 +127,9 @@ def test_a_killed_sweep_resumes_without_recomputing_or_losing_rows(tiny_folder, 
 def test_resuming_with_another_task_is_refused(tiny, tmp_path):
     sweep(tiny, {"a": vector(tiny)}, ChoiceTask.from_pairs(tiny, PAIRS), coeffs=[1], out=tmp_path, progress=False)
     with pytest.raises(SteerlabError, match="different task"):
-        sweep(tiny, {"a": vector(tiny)}, ChoiceTask.from_pairs(tiny, PAIRS[:2]), coeffs=[1], out=tmp_path, progress=False)
+        sweep(
+            tiny, {"a": vector(tiny)}, ChoiceTask.from_pairs(tiny, PAIRS[:2]), coeffs=[1], out=tmp_path, progress=False
+        )
 
 
 def test_empty_task_is_refused(tiny):

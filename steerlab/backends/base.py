@@ -88,7 +88,9 @@ class Site:
         try:
             return cls(int(layer), kind or "resid_post")
         except ValueError:
-            raise SteerlabError(f"cannot read site {text!r}; write it as '<kind>.<layer>', e.g. 'resid_post.12'") from None
+            raise SteerlabError(
+                f"cannot read site {text!r}; write it as '<kind>.<layer>', e.g. 'resid_post.12'"
+            ) from None
 
     def __str__(self) -> str:
         return f"{self.kind}.{self.layer}"
@@ -120,7 +122,9 @@ class Positions:
     def from_index(cls, start: int) -> Positions:
         return cls("from", start)
 
-    def mask(self, offset: int, length: int, prompt_len: int, n_pad: Int[Tensor, " batch"]) -> Bool[Tensor, "batch pos"]:
+    def mask(
+        self, offset: int, length: int, prompt_len: int, n_pad: Int[Tensor, " batch"]
+    ) -> Bool[Tensor, "batch pos"]:
         """Boolean mask over a slice ``[offset, offset + length)`` of absolute positions."""
         pos = torch.arange(offset, offset + length, device=n_pad.device).unsqueeze(0)  # [1, pos]
         pos = pos.expand(n_pad.shape[0], -1)
@@ -255,7 +259,9 @@ class Backend(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, *, name: str, hf_model: torch.nn.Module, tokenizer: Any, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, *, name: str, hf_model: torch.nn.Module, tokenizer: Any, device: torch.device, dtype: torch.dtype
+    ):
         self.name = name
         self.hf_model = hf_model
         self.tokenizer = tokenizer
@@ -434,7 +440,8 @@ class Backend(ABC):
         return count_hooks(self.model)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
+        name = type(self).__name__
+        return f"{name}({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
 
 
 def _check_prefix_untouched(prefix: Prefix, suffix: Batch, edits: Sequence[Edit]) -> None:

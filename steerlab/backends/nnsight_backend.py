@@ -141,16 +141,12 @@ class NNsightBackend(Backend):
     def _forward(self, batch, edits, record, grad, prefix):
         if prefix is None:
             sites, runners = self._plan(batch, edits, record, incremental=False)
-            inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                      "position_ids": batch.position_ids}  # fmt: skip
-            return self._trace(inputs, sites, runners, record, grad)
+            return self._trace(_inputs(batch.input_ids, batch), sites, runners, record, grad)
         full = prefix.join(batch)
         start = prefix.batch.prompt_len
         sites, runners = self._plan(full, edits, record, incremental=False, start=start)
-        inputs = {"input_ids": batch.input_ids, "attention_mask": full.attention_mask,
-                  "position_ids": full.position_ids[:, start:], "past_key_values": prefix.cache, "use_cache": True}  # fmt: skip
         try:
-            return self._trace(inputs, sites, runners, record, grad)
+            return self._trace(_inputs(batch.input_ids, full, prefix.cache), sites, runners, record, grad)
         finally:  # drop the suffix's keys and values so the prefix can be reused
             extra = prefix.cache.get_seq_length() - start
             if extra > 0:
@@ -161,9 +157,7 @@ class NNsightBackend(Backend):
 
         cache = DynamicCache(config=self.hf_model.config)
         sites, runners = self._plan(batch, (), record, incremental=False)
-        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                  "position_ids": batch.position_ids, "past_key_values": cache, "use_cache": True}  # fmt: skip
-        out = self._trace(inputs, sites, runners, record, False)
+        out = self._trace(_inputs(batch.input_ids, batch, cache), sites, runners, record, False)
         return Prefix(batch, cache, out.activations)
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
@@ -182,3 +176,16 @@ class NNsightBackend(Backend):
             with tracer.invoke():  # an unbounded step loop never returns, so read the result here
                 result = tracer.result.save()
         return result
+
+
+def _inputs(input_ids: Tensor, context: Batch, cache=None) -> dict:
+    """HF keyword inputs for ``input_ids``, the last tokens of ``context`` (whose mask covers any cached prefix)."""
+    n = input_ids.shape[1]
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": context.attention_mask,
+        "position_ids": context.position_ids[:, -n:],
+    }
+    if cache is not None:
+        inputs.update(past_key_values=cache, use_cache=True)
+    return inputs

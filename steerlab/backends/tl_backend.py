@@ -159,7 +159,9 @@ class TLBackend(Backend):
                 if bool(done.all()):
                     break
                 if use_cache:
-                    logits = self.tl(token[:, None], attention_mask=torch.ones_like(token)[:, None], past_kv_cache=cache)
+                    logits = self.tl(
+                        token[:, None], attention_mask=torch.ones_like(token)[:, None], past_kv_cache=cache
+                    )
                 else:
                     logits = self.tl(ids, attention_mask=mask, return_type="logits")
         return ids
@@ -169,7 +171,9 @@ def sample_next(logits: Tensor, gen_kwargs: dict) -> Tensor:
     """Greedy by default; ``do_sample=True`` samples with ``temperature`` (HF-style keywords)."""
     unknown = set(gen_kwargs) - {"do_sample", "temperature"}
     if unknown:
-        raise SteerlabError(f"the TransformerLens backend's generate takes do_sample and temperature, not {sorted(unknown)}")
+        raise SteerlabError(
+            f"the TransformerLens backend's generate takes do_sample and temperature, not {sorted(unknown)}"
+        )
     if not gen_kwargs.get("do_sample"):
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / gen_kwargs.get("temperature", 1.0), dim=-1)
