@@ -1,0 +1,1 @@
+"""Direction-finding methods: linear (mean difference, PCA, probe, Fisher scores) and BiPO."""
