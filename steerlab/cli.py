@@ -402,13 +402,13 @@ def run_sweep(
             train, val = parts["train"], parts["val"]
             task = ChoiceTask.from_pairs(lm, parts["test"], batch_size=batch_size)
         kwargs = {"seed": seed} if method in ("probe", "bipo") else {}
+        with _timed(timings, "activations"):  # one pass serves the method and the layer scores
+            acts = collect_pairs(lm, train, sites, batch_size=batch_size, progress=progress)
         with _timed(timings, "extract"):
             vec = extract(
                 lm, train, sites, method, val_pairs=val or None, dataset=dataset, batch_size=batch_size,
-                progress=progress, **kwargs,
+                progress=progress, activations=acts, **kwargs,
             )  # fmt: skip
-        with _timed(timings, "layer_scores"):
-            acts = collect_pairs(lm, train, sites, batch_size=batch_size, progress=progress)
         pos, neg = acts.pos, acts.neg
         with _timed(timings, "sweep"):
             df = run_grid(

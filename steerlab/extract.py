@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from steerlab.activations import collect_pairs, stream_mean_diff
+from steerlab.activations import PairActivations, collect_pairs, stream_mean_diff
 from steerlab.backends.base import Backend, Site
 from steerlab.errors import SteerlabError
 from steerlab.methods import linear
@@ -52,6 +52,7 @@ def extract(
     system: str | None = None,
     chat: bool = True,
     progress: bool = True,
+    activations: PairActivations | None = None,
     **method_kwargs,
 ) -> SteeringVector:
     """Extract a steering vector from contrast pairs at one or more sites.
@@ -64,6 +65,8 @@ def extract(
         read: ``completion_last`` (the answer token) or ``completion_mean``.
         val_pairs: validation pairs (the probe chooses its regularisation on them).
         dataset: a name recorded in the vector's provenance.
+        activations: the pairs' activations at ``sites`` if already collected (`collect_pairs`, same
+            ``read``), so they are not computed twice; not used by BiPO, which trains through the model.
         method_kwargs: passed to the method (e.g. ``epochs`` for BiPO, ``Cs`` for the probe).
     """
     method = ALIASES.get(method, method)
@@ -74,7 +77,16 @@ def extract(
     sites = [backend.site(s) for s in sites]
     opts = dict(read=read, batch_size=batch_size, system=system, chat=chat, progress=progress)
     extra: dict = {}
-    if method == "caa":
+    if activations is not None and method != "bipo":
+        missing = [str(s) for s in sites if s not in activations.pos]
+        if missing or activations.read != read:
+            raise SteerlabError(
+                f"the given activations lack sites {missing} or were read at {activations.read!r}, not {read!r}; "
+                "collect them with collect_pairs at the same sites and read position"
+            )
+    if method == "caa" and activations is not None:
+        directions = {s: linear.mean_diff(activations.pos[s], activations.neg[s]) for s in sites}
+    elif method == "caa":
         directions = stream_mean_diff(backend, pairs, sites, **opts)
     elif method == "bipo":
         from steerlab.methods.bipo import train_bipo
@@ -84,7 +96,7 @@ def extract(
             directions[site], log = train_bipo(backend, pairs, site, progress=progress, **method_kwargs)
             extra[f"final_loss.{site}"] = float(log["loss"].iloc[-1]) if len(log) else None
     else:
-        acts = collect_pairs(backend, pairs, sites, **opts)
+        acts = activations if activations is not None else collect_pairs(backend, pairs, sites, **opts)
         if method == "probe":
             val = collect_pairs(backend, val_pairs, sites, **opts) if val_pairs else None
             directions = {}

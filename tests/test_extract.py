@@ -74,3 +74,14 @@ def test_bad_inputs_are_explained(tiny):
         collect_pairs(tiny, PAIRS, [0], read="prompt_last", progress=False)
     with pytest.raises(SteerlabError, match="out of range"):
         extract(tiny, PAIRS, [7], progress=False)
+
+
+def test_precomputed_activations_give_the_same_vector(tiny):
+    acts = collect_pairs(tiny, PAIRS, [0, 1], progress=False)
+    for method in ("caa", "pca_diff"):
+        a = extract(tiny, PAIRS, [0, 1], method=method, progress=False)
+        b = extract(tiny, PAIRS, [0, 1], method=method, progress=False, activations=acts)
+        for s in a.sites:
+            torch.testing.assert_close(a[s], b[s], rtol=1e-5, atol=1e-6)
+    with pytest.raises(SteerlabError, match="lack sites"):
+        extract(tiny, PAIRS, [0, 1], activations=collect_pairs(tiny, PAIRS, [0], progress=False), progress=False)
