@@ -26,7 +26,7 @@ _EXPORTS = {
     "LAST_PROMPT": "steerlab.backends.base",
     "Edit": "steerlab.backends.base",
     "SteeringVector": "steerlab.vectors",
-    "extract": "steerlab.extract",
+    "extract": "steerlab.extraction",
     "steer": "steerlab.interventions",
     "ChoiceTask": "steerlab.sweeps",
     "sweep": "steerlab.sweeps",
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from steerlab import activations, data, interventions, metrics, plotting, prompts, stats, sweeps, vectors  # noqa: F401
     from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.errors import SteerlabError  # noqa: F401
-    from steerlab.extract import extract  # noqa: F401
+    from steerlab.extraction import extract  # noqa: F401
     from steerlab.interventions import steer  # noqa: F401
     from steerlab.models import load_model  # noqa: F401
     from steerlab.sweeps import ChoiceTask, sweep  # noqa: F401

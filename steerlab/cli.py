@@ -391,7 +391,7 @@ def run_sweep(
         df.to_csv(out / "results.csv", index=False)
     else:
         from steerlab.activations import collect_pairs
-        from steerlab.extract import extract
+        from steerlab.extraction import extract
         from steerlab.sweeps import ChoiceTask
         from steerlab.sweeps import sweep as run_grid
 
@@ -495,7 +495,7 @@ def _text_label_vector(lm, items, sites, method: str, seed: int, dataset: str, b
     import torch
 
     from steerlab.activations import collect_prompts
-    from steerlab.extract import provenance
+    from steerlab.extraction import provenance
     from steerlab.methods import linear
     from steerlab.vectors import SteeringVector
 

@@ -48,3 +48,12 @@ def test_device_and_dtype_choice(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_FP16"  # the guard against the bf16 crash
+
+
+def test_top_level_names_stay_functions_after_submodule_imports():
+    import steerlab as sl
+    import steerlab.extraction  # noqa: F401
+    import steerlab.sweeps  # noqa: F401
+
+    assert callable(sl.extract) and callable(sl.sweep) and callable(sl.steer)
+    assert sl.extract.__name__ == "extract"

@@ -8,7 +8,7 @@ import torch
 from steerlab.activations import collect_pairs, collect_prompts, stream_mean_diff
 from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
-from steerlab.extract import METHODS, extract
+from steerlab.extraction import METHODS, extract
 from steerlab.methods.linear import mean_diff
 from steerlab.prompts import answer_stem, encode, pair_prompts
 
