@@ -22,9 +22,12 @@ warmup steps, zero init and up to 20 epochs (Appendix A.3); we keep beta, batch 
 zero init and the warmup-then-cosine shape (warmup: the first 10% of steps), but train 2 epochs at
 lr 5e-2. A CPU run sees only a few dozen steps per epoch, AdamW moves each coordinate by at most
 about ``lr`` per step, and the residual stream of SmolLM2-135M has norm 120-160 (layer 12), so the
-paper's lr would leave ``v`` far too small to steer. Measured on 40 free-form CAA refusal pairs, one
-epoch at layer 12: lr 2e-2 gives ``|v|`` 1.7 and moves held-out ``log p(y+) - log p(y-)`` by
-+1.3 / -1.4 nats (``+v`` / ``-v``); lr 1e-1 gives ``|v|`` 8.2 and +6.2 / -6.4 nats.
+paper's lr would leave ``v`` far too small to steer. Measured at layer 12 on free-form CAA refusal
+pairs (question, refusing answer, other answer), scoring 16 held-out pairs' mean change of
+``log p(y+) - log p(y-)`` under ``+v`` / ``-v``: 40 pairs, one epoch, lr 2e-2: ``|v|`` 1.7, +1.3 / -1.4
+nats; lr 1e-1: ``|v|`` 8.2, +6.2 / -6.4 nats; 150 pairs with the defaults: ``|v|`` 14.6, +13.7 /
+-17.7 nats, training loss 0.69 -> 0.13. Cost: about 2 s per pair per epoch on two busy CPU cores
+(a forward and backward pass of both completions, plus the one-off reference pass).
 
 Example:
     >>> v, log = train_bipo(lm, pairs, "resid_post.12", epochs=2)            # doctest: +SKIP
