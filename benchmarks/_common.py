@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
+_LOAD_AT_START = os.getloadavg() if hasattr(os, "getloadavg") else None
 RESULTS = HERE / "results"
 # Benchmarks run from a checkout without installing it: make `import steerlab` find the repo.
 if str(HERE.parent) not in sys.path:
@@ -94,10 +95,7 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
 def machine() -> dict:
     import torch
 
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
@@ -107,6 +105,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
+        "loadavg_at_start": _LOAD_AT_START,  # 1, 5 and 15-minute load averages (2 cores)
         "loadavg_at_end": load,
     }
 
