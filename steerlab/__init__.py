@@ -32,12 +32,16 @@ _EXPORTS = {
     "sweep": "steerlab.sweeps",
     "SteerlabError": "steerlab.errors",
 }
-_MODULES = {"data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts"}
+_MODULES = {
+    "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
+}  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from steerlab import activations, data, interventions, metrics, plotting, prompts, stats, sweeps, vectors  # noqa: F401
+    from steerlab import (  # noqa: F401
+        activations, caching, data, interventions, metrics, plotting, prompts, stats, sweeps, vectors,
+    )  # fmt: skip
     from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.errors import SteerlabError  # noqa: F401
     from steerlab.extraction import extract  # noqa: F401

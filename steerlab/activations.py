@@ -39,6 +39,10 @@ class PairActivations:
     def __len__(self) -> int:
         return next(iter(self.pos.values())).shape[0]
 
+    def mean_norm(self) -> dict[Site, float]:
+        """Mean L2 norm of the activations (positive and negative texts) at each site."""
+        return {s: float(torch.cat([self.pos[s], self.neg[s]]).norm(dim=-1).mean()) for s in self.pos}
+
 
 def _completion_batch(backend: Backend, completions: Sequence[str]) -> Batch:
     """Right-padded completion tokens (no special tokens)."""

@@ -627,3 +627,12 @@ def notebooks(
         typer.echo(f"{len(paths) - len(failed)} of {len(paths)} notebooks ran; figures in {out.resolve()}")
         if failed:
             raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- PAS (Cui & Chen 2025)
+
+
+# --------------------------------------------------------------------------- SAAS (instance attribution)
+
+
+# --------------------------------------------------------------------------- SAE latents (sae-lens)

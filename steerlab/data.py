@@ -1487,6 +1487,34 @@ def sample(items: Sequence[T], n: int, seed: int = 0) -> list[T]:
     return random.Random(seed).sample(list(items), n)
 
 
+def balanced_split(pairs: Sequence[ContrastPair], sizes: Sequence[int], seed: int = 0) -> list[list[ContrastPair]]:
+    """Disjoint, label-balanced parts of the given sizes.
+
+    Pairs whose behaviour-matching answer sorts first (``"(A)"``, ``"No"``) alternate with pairs whose
+    matching answer sorts last, so every part, and every prefix of a part, is balanced: a model that
+    always answers "(A)" or "Yes" scores 0.5, not the dataset's label skew.
+
+    Raises:
+        DataError: If there are not enough pairs of either kind for the requested sizes.
+
+    Example:
+        >>> train, test = balanced_split(load_caa("refusal"), [48, 36], seed=0)  # doctest: +SKIP
+    """
+    first = sample([p for p in pairs if p.positive < p.negative], sum(p.positive < p.negative for p in pairs), seed)
+    last = sample([p for p in pairs if p.positive > p.negative], sum(p.positive > p.negative for p in pairs), seed)
+    parts, i, j = [], 0, 0
+    for n in sizes:
+        a, b = first[i : i + n - n // 2], last[j : j + n // 2]
+        if len(a) + len(b) < n:
+            raise DataError(
+                f"balanced_split: a part of {n} needs {n - n // 2} + {n // 2} pairs of each answer order, but only "
+                f"{len(first) - i} + {len(last) - j} are left of {len(pairs)}; ask for smaller parts"
+            )
+        parts.append([x for ab in zip(a, b, strict=False) for x in ab] + a[len(b) :])
+        i, j = i + len(a), j + len(b)
+    return parts
+
+
 # ----------------------------------------------------------------------------------- dataset specs
 
 

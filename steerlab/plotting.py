@@ -312,3 +312,15 @@ def save_figure(fig: Figure, name: str, folder: str | os.PathLike | None = None)
     fig.savefig(paths[1], bbox_inches="tight")
     logger.info("saved figure %s (png, pdf)", out / name)
     return paths
+
+
+# --------------------------------------------------------------------------- PAS
+
+
+# --------------------------------------------------------------------------- SAAS
+
+
+# --------------------------------------------------------------------------- CAE robustness
+
+
+# --------------------------------------------------------------------------- SAE latents

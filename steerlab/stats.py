@@ -179,6 +179,35 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
     return r["delta"], r["ci_low"], r["ci_high"]
 
 
+def effect_ci(
+    df: pd.DataFrame, *, low: float = -1.0, high: float = 1.0, by: Sequence[str] = ("layer",), confidence: float = 0.95
+) -> pd.DataFrame:
+    """Steering effect ``value(high) - value(low)`` per group, with a paired t-interval over examples.
+
+    Args:
+        df: tidy sweep rows of one metric (``coeff``, ``example_id``, ``value`` and the ``by`` columns).
+        low, high: the two strengths compared (CAA's -1 and +1 by default).
+        by: grouping columns, e.g. ``("method", "layer")``.
+
+    Returns:
+        One row per group: the ``by`` columns, ``effect``, ``lo``, ``hi``, ``n``.
+    """
+    _require(df, [*by, "coeff", "example_id", "value"], "effect_ci")
+    if "metric" in df and df.metric.nunique() > 1:
+        raise SteerlabError(f"effect_ci needs one metric, got {sorted(df.metric.unique())}; filter df first")
+    missing = {low, high} - set(df.coeff.unique())
+    if missing:
+        raise SteerlabError(f"effect_ci: no rows at coeff {sorted(missing)}; strengths present: {sorted(df.coeff.unique())}")
+    wide = df.pivot_table(index=[*by, "example_id"], columns="coeff", values="value")
+    diff = (wide[high] - wide[low]).dropna()
+    rows = []
+    for key, v in diff.groupby(level=list(by)):
+        mean, lo, hi = mean_ci(v.to_numpy(), confidence) if len(v) > 1 else (float(v.mean()), np.nan, np.nan)
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                     "effect": mean, "lo": lo, "hi": hi, "n": len(v)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------------------------
 # tidy tables
 

@@ -208,6 +208,20 @@ class SteeringVector:
             raise SteerlabError(f"cannot normalise zero directions at {zero}; drop those sites with .select(...)")
         return self._map(lambda v: v / v.norm(), f"unit({self.provenance.method})")
 
+    def rescaled(self, norms: Mapping[Site, float], fraction: float = 1.0) -> SteeringVector:
+        """Each site's direction set to norm ``fraction * norms[site]``.
+
+        Raw mean differences of small models are tiny next to the residual stream (SmolLM2-135M: norm
+        ~0.1-10 against ~50-700), so strengths are easier to compare across layers and methods once
+        vectors are expressed as a fraction of the stream's norm (`PairActivations.mean_norm`).
+        """
+        missing = [str(s) for s in self.directions if s not in norms]
+        if missing:
+            raise SteerlabError(f"rescaled: no norm given for {missing}; pass one per site of the vector")
+        unit = self.normalized()
+        prov = dataclasses.replace(unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})")
+        return SteeringVector({s: v * (fraction * float(norms[s])) for s, v in unit.directions.items()}, prov)
+
     def scaled(self, x: float) -> SteeringVector:
         return self * x
 

@@ -588,3 +588,18 @@ def test_sample():
     assert len(set(sd.sample(items, 20, seed=0))) == 20
     with pytest.raises(DataError, match="cannot sample 21 items from 20"):
         sd.sample(items, 21)
+
+
+def test_balanced_split_parts_are_disjoint_and_alternate_answer_orders():
+    from steerlab.data import ContrastPair, DataError, balanced_split
+
+    pairs = [ContrastPair(f"q{i}", "(A)" if i % 3 else "(B)", "(B)" if i % 3 else "(A)") for i in range(60)]
+    train, test = balanced_split(pairs, [10, 6], seed=1)
+    assert len(train) == 10 and len(test) == 6
+    assert not {p.prompt for p in train} & {p.prompt for p in test}
+    for part in (train, test):
+        firsts = [p.positive < p.negative for p in part]
+        assert firsts[::2] == [True] * len(firsts[::2]) and not any(firsts[1::2])
+    assert balanced_split(pairs, [10, 6], seed=1) == [train, test]
+    with pytest.raises(DataError, match="ask for smaller parts"):
+        balanced_split(pairs, [50])

@@ -9,6 +9,7 @@ from scipy import stats as sps
 
 from steerlab.errors import SteerlabError
 from steerlab.stats import (
+    effect_ci,
     anti_steerable_fraction,
     delta_table,
     mean_ci,
@@ -277,3 +278,25 @@ def test_anti_steerable_fraction():
     assert anti_steerable_fraction(pd.Series([0.3, 0.2])) == 0.0
     with pytest.raises(SteerlabError, match="empty"):
         anti_steerable_fraction([])
+
+
+def test_effect_ci_is_the_paired_difference_of_high_and_low_per_group():
+    rng = np.random.default_rng(0)
+    rows = []
+    for layer, shift in [(3, 0.2), (5, -0.1)]:
+        for i in range(20):
+            base = rng.normal()
+            for coeff, value in [(-1.0, base), (0.0, base + 1.0), (1.0, base + shift + 0.01 * rng.normal())]:
+                rows.append({"layer": layer, "example_id": i, "coeff": coeff, "value": value})
+    df = pd.DataFrame(rows)
+    out = effect_ci(df).set_index("layer")
+    for layer, shift in [(3, 0.2), (5, -0.1)]:
+        d = df[df.layer == layer].pivot(index="example_id", columns="coeff", values="value")
+        diff = (d[1.0] - d[-1.0]).to_numpy()
+        lo, hi = sps.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=sps.sem(diff))
+        assert out.loc[layer, "effect"] == pytest.approx(diff.mean())
+        assert (out.loc[layer, "lo"], out.loc[layer, "hi"]) == pytest.approx((lo, hi))
+        assert out.loc[layer, "lo"] < shift < out.loc[layer, "hi"]
+        assert out.loc[layer, "n"] == 20
+    with pytest.raises(SteerlabError, match="no rows at coeff"):
+        effect_ci(df, high=2.0)

@@ -276,3 +276,13 @@ def test_gguf_rejects_layer_zero(tmp_path):
     with pytest.raises(SteerlabError, match=r"resid_post\.0.*direction\.0"):
         vec([0, 1]).export_gguf(tmp_path / "cv")
     vec([0, 1]).select(["resid_post.1"]).export_gguf(tmp_path / "cv")
+
+
+def test_rescaled_sets_each_site_norm_to_a_fraction_of_the_given_norm():
+    vec = SteeringVector({Site(0): torch.tensor([3.0, 4.0]), Site(1): torch.tensor([0.0, 2.0])}, prov(d_model=2))
+    out = vec.rescaled({Site(0): 10.0, Site(1): 4.0}, fraction=0.5)
+    assert out.norm() == pytest.approx({Site(0): 5.0, Site(1): 2.0})
+    torch.testing.assert_close(out[Site(0)], torch.tensor([3.0, 4.0]))
+    assert "norm(" in out.provenance.method
+    with pytest.raises(SteerlabError, match="no norm given"):
+        vec.rescaled({Site(0): 1.0})
