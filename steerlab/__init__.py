@@ -40,7 +40,16 @@ __all__ = sorted([*_EXPORTS, *_MODULES])
 
 if TYPE_CHECKING:  # pragma: no cover
     from steerlab import (  # noqa: F401
-        activations, caching, data, interventions, metrics, plotting, prompts, stats, sweeps, vectors,
+        activations,
+        caching,
+        data,
+        interventions,
+        metrics,
+        plotting,
+        prompts,
+        stats,
+        sweeps,
+        vectors,
     )  # fmt: skip
     from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.errors import SteerlabError  # noqa: F401

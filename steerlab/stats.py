@@ -197,7 +197,8 @@ def effect_ci(
         raise SteerlabError(f"effect_ci needs one metric, got {sorted(df.metric.unique())}; filter df first")
     missing = {low, high} - set(df.coeff.unique())
     if missing:
-        raise SteerlabError(f"effect_ci: no rows at coeff {sorted(missing)}; strengths present: {sorted(df.coeff.unique())}")
+        present = sorted(df.coeff.unique())
+        raise SteerlabError(f"effect_ci: no rows at coeff {sorted(missing)}; strengths present: {present}")
     wide = df.pivot_table(index=[*by, "example_id"], columns="coeff", values="value")
     diff = (wide[high] - wide[low]).dropna()
     rows = []

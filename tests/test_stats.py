@@ -9,9 +9,9 @@ from scipy import stats as sps
 
 from steerlab.errors import SteerlabError
 from steerlab.stats import (
-    effect_ci,
     anti_steerable_fraction,
     delta_table,
+    effect_ci,
     mean_ci,
     paired_test,
     pooled_test,
