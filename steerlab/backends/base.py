@@ -301,6 +301,16 @@ class Backend(ABC):
     def model(self) -> torch.nn.Module:
         """The module the backend runs (the HookedTransformer, or the HF model nnsight wraps)."""
 
+    def input_embeddings(self) -> Float[Tensor, "vocab d_model"]:
+        """The token embedding matrix as the residual stream receives it: row ``t`` is ``resid_pre.0``
+        of token ``t`` (any embedding scale, e.g. Gemma's ``sqrt(d_model)``, applied).
+
+        With an edit at ``Site(0, "resid_pre")`` that writes ``one_hot @ input_embeddings()`` into chosen
+        positions, a forward pass is differentiable in the tokens (greedy coordinate gradient,
+        `steerlab.robustness.adversarial`). Weights are shared, not copied: do not modify the result.
+        """
+        raise SteerlabError(f"{type(self).__name__} does not expose its input embeddings")
+
     @property
     def weight_processing(self) -> str:
         """How weights differ from the checkpoint's ("none" unless a backend folds or centres them)."""

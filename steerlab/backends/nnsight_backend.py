@@ -85,6 +85,11 @@ class NNsightBackend(Backend):
     def model(self) -> torch.nn.Module:
         return self.hf_model
 
+    def input_embeddings(self) -> Tensor:
+        emb = self.hf_model.get_input_embeddings()
+        scale = getattr(emb, "embed_scale", None)  # Gemma scales embeddings by sqrt(d_model) in forward
+        return emb.weight if scale is None else emb.weight * scale.to(emb.weight.dtype)
+
     def hook_name(self, site: Site) -> str:
         site = self.site(site)
         path = self.paths[site.kind]

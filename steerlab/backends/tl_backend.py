@@ -82,6 +82,9 @@ class TLBackend(Backend):
     def model(self) -> torch.nn.Module:
         return self.tl
 
+    def input_embeddings(self) -> Tensor:
+        return self.tl.W_E  # TransformerLens folds Gemma's sqrt(d_model) scale into W_E
+
     def hook_name(self, site: Site) -> str:
         return TL_HOOKS[site.kind].format(L=self.site(site).layer)
 

@@ -1,0 +1,91 @@
+"""Adversarial search: embeddings match resid_pre.0, GCG's accepted swaps lower the exact loss it reports."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from steerlab.backends.base import Site
+from steerlab.interventions import steer
+from steerlab.robustness.adversarial import (
+    attack_loss,
+    attack_target,
+    evolutionary_search,
+    gcg_search,
+    input_cross_entropy,
+    success_by_step,
+)
+
+PAIR = SimpleNamespace(prompt="Is the sky green?", positive="Yes", negative="No", meta={})
+
+
+def test_input_embeddings_are_resid_pre_0(tiny):
+    ids = tiny.tokenize("Hello!")
+    got = tiny.record(ids, [Site(0, "resid_pre")])[Site(0, "resid_pre")][0]
+    assert torch.allclose(tiny.input_embeddings()[ids.input_ids[0]], got, atol=1e-6)
+
+
+def test_target_ids_rebuild_the_scored_prompt(tiny):
+    from steerlab.metrics import choice_setup
+
+    adv = torch.tensor([tiny.tokenizer("x", add_special_tokens=False)["input_ids"]])
+    for where, question in (("suffix", "Is the sky green? x"), ("prefix", "x Is the sky green?")):
+        t = attack_target(tiny, PAIR, where=where)
+        prompt, ids = choice_setup(tiny, question, ["Yes", "No"])
+        assert t.ids(adv)[0].tolist() == tiny.tokenize(prompt).input_ids[0].tolist()  # char tokenizer: exact
+        assert [t.pos_id, t.neg_id] == ids
+
+
+def test_gcg_accepted_swaps_lower_the_reported_exact_loss(tiny):
+    edits = steer({Site(1): torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))}, 2.0)
+    t = attack_target(tiny, PAIR)
+    hist = gcg_search(tiny, t, edits, n_tokens=4, max_steps=6, top_k=8, n_candidates=16, progress=False)
+    assert hist.step.tolist()[0] == 0 and len(hist) == 7
+    assert hist.accepted.any()
+    losses = hist.loss.to_numpy()
+    assert (losses[1:] <= losses[:-1]).all()
+    for _, row in hist.iterrows():  # the reported loss is the exact loss of the reported tokens
+        loss, p = attack_loss(tiny, t, torch.tensor([row.adv_ids]), edits)
+        assert float(loss[0]) == pytest.approx(row.loss, abs=1e-5)
+        assert float(p[0]) == pytest.approx(row.p_behaviour, abs=1e-6)
+    acc = hist[hist.accepted]
+    prev = hist.loss.shift(1)[hist.accepted]
+    assert (acc.loss < prev).all()
+    changed = [sum(a != b for a, b in zip(x, y, strict=True))
+               for x, y in zip(hist.adv_ids[:-1], hist.adv_ids[1:], strict=True)]  # fmt: skip
+    assert set(changed) <= {0, 1}  # one coordinate at a time
+
+
+def test_gcg_gradient_points_downhill(tiny):
+    """The linearised loss change of the best-gradient swap predicts the sign of the exact change on average."""
+    from steerlab.robustness.adversarial import _gradient
+
+    edits = steer({Site(1): torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(1))}, 2.0)
+    t = attack_target(tiny, PAIR)
+    adv = torch.full((3,), tiny.tokenizer("!", add_special_tokens=False)["input_ids"][0])
+    grad = _gradient(tiny, t, adv, edits, tiny.input_embeddings().detach())
+    base, _ = attack_loss(tiny, t, adv.unsqueeze(0), edits)
+    best = grad.argmin(dim=1)
+    worst = grad.argmax(dim=1)
+    down, up = [], []
+    for pos in range(3):
+        for tok, out in ((best, down), (worst, up)):
+            a = adv.clone()
+            a[pos] = tok[pos]
+            out.append(float(attack_loss(tiny, t, a.unsqueeze(0), edits)[0][0] - base[0]))
+    assert sum(down) < sum(up)
+
+
+def test_evolutionary_search_and_success_curve(tiny):
+    edits = steer({Site(1): torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))}, 2.0)
+    t = attack_target(tiny, PAIR)
+    hist = evolutionary_search(tiny, t, edits, n_tokens=3, population=6, elite=2, max_steps=3, progress=False,
+                               allowed=torch.arange(3, 60))  # fmt: skip
+    assert (hist.fitness.diff().dropna() <= 1e-9).all()  # elitism: the best never gets worse
+    row = hist.iloc[-1]
+    ce = input_cross_entropy(tiny, t, torch.tensor([row.adv_ids]))
+    assert float(ce[0]) == pytest.approx(row.cross_entropy, abs=1e-5)
+    assert row.fitness == pytest.approx(row.loss + 0.1 * row.cross_entropy, abs=1e-5)
+    both = hist.assign(prompt_id=0)
+    curve = success_by_step(both)
+    assert curve.success_rate.is_monotonic_increasing

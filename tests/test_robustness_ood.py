@@ -1,0 +1,52 @@
+"""OOD helper: the probe equals sklearn on the same features; completion features read the right tokens."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.backends.base import Site
+from steerlab.robustness.ood import BehaviourProbe, completion_features, id_ood_effects, ood_evaluation
+
+
+def test_probe_scores_equal_sklearn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(40, 8, generator=g) + 0.5, torch.randn(40, 8, generator=g)
+    probe = BehaviourProbe.fit(pos, neg, Site(3), C=0.3)
+    x = torch.cat([pos, neg]).double().numpy()
+    y = np.r_[np.ones(40), np.zeros(40)]
+    scaler = StandardScaler().fit(x)
+    ref = LogisticRegression(C=0.3, max_iter=2000).fit(scaler.transform(x), y)
+    new = torch.randn(10, 8, generator=g)
+    want = ref.predict_proba(scaler.transform(new.double().numpy()))[:, 1]
+    assert probe.score(new) == pytest.approx(want, abs=1e-8)
+    assert probe.accuracy(pos, neg) == pytest.approx(probe.train_accuracy)
+
+
+def test_completion_features_are_the_mean_over_completion_tokens(tiny):
+    prompt, completion = tiny.chat("Hi?"), "ok then"
+    feats = completion_features(tiny, [prompt, tiny.chat("A longer question?")], [completion, "no"], Site(1))
+    acts = tiny.record(prompt + completion, [Site(1)])[Site(1)][0]
+    n = len(tiny.tokenizer(completion, add_special_tokens=False)["input_ids"])
+    assert torch.allclose(feats[0], acts[-n:].mean(0), atol=1e-5)
+
+
+def test_ood_evaluation_is_tidy_and_zero_strength_is_unsteered(tiny):
+    pairs = [SimpleNamespace(prompt="Is it?", positive="Yes", negative="No", meta={"id": i}) for i in range(2)]
+    g = torch.Generator().manual_seed(0)
+    probe = BehaviourProbe.fit(torch.randn(6, tiny.d_model, generator=g) + 1, torch.randn(6, tiny.d_model,
+                                                                                          generator=g), Site(1))
+    vec = {Site(0): torch.randn(tiny.d_model, generator=g)}
+    df = ood_evaluation(tiny, vec, [-1.0, 0.0, 1.0], pairs, {"open": ["Say something.", "Why?"]}, probe,
+                        max_new_tokens=4, progress=False)  # fmt: skip
+    assert set(df.form) == {"id", "open"}
+    assert set(df[df.form == "open"].metric) == {"probe_p"}
+    gens = df[(df.form == "open") & (df.coeff == 0.0)]
+    feats = completion_features(tiny, [tiny.chat(p) for p in gens.prompt], gens.completion.tolist(), Site(1))
+    assert gens.value.to_numpy() == pytest.approx(probe.score(feats), abs=1e-6)
+    eff = id_ood_effects(df)
+    assert list(eff.form) == ["id", "open"] and eff.n.tolist() == [2, 2]
