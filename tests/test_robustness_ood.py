@@ -38,8 +38,9 @@ def test_completion_features_are_the_mean_over_completion_tokens(tiny):
 def test_ood_evaluation_is_tidy_and_zero_strength_is_unsteered(tiny):
     pairs = [SimpleNamespace(prompt="Is it?", positive="Yes", negative="No", meta={"id": i}) for i in range(2)]
     g = torch.Generator().manual_seed(0)
-    probe = BehaviourProbe.fit(torch.randn(6, tiny.d_model, generator=g) + 1, torch.randn(6, tiny.d_model,
-                                                                                          generator=g), Site(1))
+    probe = BehaviourProbe.fit(
+        torch.randn(6, tiny.d_model, generator=g) + 1, torch.randn(6, tiny.d_model, generator=g), Site(1)
+    )
     vec = {Site(0): torch.randn(tiny.d_model, generator=g)}
     df = ood_evaluation(tiny, vec, [-1.0, 0.0, 1.0], pairs, {"open": ["Say something.", "Why?"]}, probe,
                         max_new_tokens=4, progress=False)  # fmt: skip

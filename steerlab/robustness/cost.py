@@ -71,6 +71,7 @@ def perplexity_cost(
     rows = []
     grid = [(s, c) for s in sorted(directions, key=lambda s: s.order) for c in coeffs]
     for site, coeff in tqdm(grid, desc="perplexity cost", disable=not progress):
+
         def cell(metric: str, value: float, site=site, coeff=coeff) -> dict:
             return {"layer": site.layer, "site": str(site), "coeff": coeff, "metric": metric, "value": value}
 

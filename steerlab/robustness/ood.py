@@ -57,7 +57,9 @@ class BehaviourProbe:
         from sklearn.preprocessing import StandardScaler
 
         if pos.dim() != 2 or neg.dim() != 2 or pos.shape[1] != neg.shape[1]:
-            raise SteerlabError(f"probe features must be [n, d] with equal d, got {tuple(pos.shape)}, {tuple(neg.shape)}")
+            raise SteerlabError(
+                f"probe features must be [n, d] with equal d, got {tuple(pos.shape)} and {tuple(neg.shape)}"
+            )
         if len(pos) < 2 or len(neg) < 2:
             raise SteerlabError("a probe needs at least two examples of each class")
         x = torch.cat([pos, neg]).double().numpy()

@@ -130,7 +130,8 @@ def fit_saturation(
         raise SteerlabError(f"fit_saturation needs columns {missing}; the frame has {list(df.columns)}")
     data = df[[x, y]].dropna().astype(float)
     if data[x].nunique() < 3:
-        raise SteerlabError(f"need at least 3 distinct {x} values to fit a two-parameter curve, got {data[x].nunique()}")
+        raise SteerlabError(f"need at least 3 distinct {x} values to fit a two-parameter curve, got "
+                            f"{data[x].nunique()}")  # fmt: skip
     n, v = data[x].to_numpy(), data[y].to_numpy()
     means = data.groupby(x)[y].mean()
     a0 = float(means.iloc[-1]) if abs(means.iloc[-1]) > 1e-12 else float(np.max(np.abs(v)) or 1.0)
