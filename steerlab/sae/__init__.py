@@ -1,0 +1,40 @@
+"""SAE-latent steering: train SAEs with SAELens, explain vectors with latents, steer with latents.
+
+    >>> from steerlab.sae import SAEConfig, train_sae, decompose, add_latent, clamp_latent, sparse_vector
+
+Modules: `corpus` (site activations over local text), `train` (train / cache / load SAEs), `quality`
+(L0, explained variance, dead latents, loss recovered), `explain` (decompose a vector into latents,
+top-activating snippets), `steer` (latent edits and sparse reconstructions). SAELens is imported only
+inside these modules, when a function needs it.
+"""
+
+from steerlab.sae.corpus import DEFAULT_CORPORA, CorpusActivations, collect_corpus
+from steerlab.sae.explain import decompose, explain_vector, latent_scores, top_activating
+from steerlab.sae.quality import latent_stats, sae_quality, splice
+from steerlab.sae.steer import add_latent, clamp_latent, decoder_row, latent_vector, sparse_code, sparse_vector
+from steerlab.sae.train import SAEConfig, TrainedSAE, fit_sae, load_sae, save_sae, train_sae
+
+__all__ = [
+    "DEFAULT_CORPORA",
+    "CorpusActivations",
+    "SAEConfig",
+    "TrainedSAE",
+    "add_latent",
+    "clamp_latent",
+    "collect_corpus",
+    "decoder_row",
+    "decompose",
+    "explain_vector",
+    "fit_sae",
+    "latent_scores",
+    "latent_stats",
+    "latent_vector",
+    "load_sae",
+    "sae_quality",
+    "save_sae",
+    "sparse_code",
+    "sparse_vector",
+    "splice",
+    "top_activating",
+    "train_sae",
+]

@@ -1,0 +1,264 @@
+"""Train a sparse autoencoder (SAE) on one site of a model with SAELens, or load a pretrained one.
+
+Two architectures, both trained with SAELens's ``SAETrainer`` on activations read through any
+steerlab `Backend` from the local corpora (`steerlab.sae.corpus`, position 0 left out):
+
+- ``"topk"``: keeps the ``k`` largest latents per token (Gao et al. 2024, "Scaling and evaluating
+  sparse autoencoders"); sparsity is set directly, few latents die.
+- ``"standard"``: ReLU latents with an L1 penalty on decoder-norm-weighted activations (Bricken et al.
+  2023, "Towards Monosemanticity"; Cunningham et al. 2023).
+
+Activations are read once and reused for ``epochs`` passes (reading them is the expensive part on a
+CPU), and normalised to mean norm ``sqrt(d_model)`` during training (SAELens's
+``expected_average_only_in``; the factor is folded back afterwards), so the L1 coefficient does not
+depend on the residual norm. After training the decoder rows are folded to unit norm, so a latent's
+activation is the length of its contribution to the reconstruction.
+
+A trained SAE is saved under ``$STEERLAB_CACHE/saes/<key>`` (default ``~/.cache/steerlab``) with its
+config and quality metrics; the same call with the same settings loads it (`SAE.load_from_disk`).
+
+Example:
+    >>> trained = train_sae(lm, Site(12), SAEConfig("topk", d_sae=2304, k=32, n_tokens=100_000))  # doctest: +SKIP
+    >>> trained.metrics["explained_variance"]                                                  # doctest: +SKIP
+    >>> sae = load_sae("gpt2-small-res-jb", "blocks.8.hook_resid_pre")   # online users only  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from steerlab.backends.base import Backend, Site
+from steerlab.errors import SteerlabError
+from steerlab.sae.corpus import DEFAULT_CORPORA, collect_corpus
+from steerlab.vectors import dataset_hash
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("topk", "standard")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Settings of one SAE training run (every field enters the cache key)."""
+
+    architecture: Literal["topk", "standard"] = "topk"
+    d_sae: int = 2304  # number of latents (4x d_model for SmolLM2-135M)
+    k: int = 32  # topk: latents kept per token
+    l1_coefficient: float = 5.0  # standard: weight of the L1 penalty (activations normalised to norm sqrt(d))
+    n_tokens: int = 100_000  # distinct token activations read from the corpora
+    epochs: float = 4.0  # passes over them: training samples = n_tokens * epochs
+    batch_size: int = 4096  # tokens per SAE training step
+    lr: float = 4e-4
+    context: int = 128  # tokens per corpus chunk
+    corpora: tuple[str, ...] = DEFAULT_CORPORA
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise SteerlabError(f"unknown SAE architecture {self.architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+        for name in ("d_sae", "k", "n_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SteerlabError(f"SAEConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.architecture == "topk" and self.k > self.d_sae:
+            raise SteerlabError(f"k={self.k} is larger than d_sae={self.d_sae}; choose k < d_sae")
+        if self.epochs <= 0 or self.lr <= 0:
+            raise SteerlabError(f"epochs and lr must be positive, got epochs={self.epochs}, lr={self.lr}")
+        object.__setattr__(self, "corpora", tuple(self.corpora))
+
+    @property
+    def n_steps(self) -> int:
+        return max(1, int(self.n_tokens * self.epochs) // self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if k == "corpora" else v) for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainedSAE:
+    """An SAE with where it reads (``site``), how it was made and how good it is."""
+
+    sae: Any  # a sae_lens.SAE (inference model)
+    site: Site
+    config: SAEConfig | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    folder: Path | None = None
+    key: str | None = None
+
+
+def sae_key(backend: Backend, site: Site, config: SAEConfig) -> str:
+    """Cache folder name: model, site, architecture and a hash of every setting."""
+    return f"{backend.name}_{site}_{config.architecture}{config.d_sae}_{dataset_hash([config.to_dict()])[:10]}"
+
+
+def sae_cache_dir() -> Path:
+    from steerlab.models import cache_dir
+
+    return cache_dir() / "saes"
+
+
+def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """Endless shuffled batches over ``acts`` (a fresh permutation each pass)."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        for idx in torch.randperm(len(acts), generator=gen).split(batch_size):
+            if len(idx) == batch_size or len(acts) < batch_size:
+                yield acts[idx]
+
+
+def _training_sae(config: SAEConfig, d_in: int):
+    from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
+
+    common = {"d_in": d_in, "d_sae": config.d_sae, "normalize_activations": "expected_average_only_in"}
+    if config.architecture == "topk":
+        return TopKTrainingSAE(TopKTrainingSAEConfig(k=config.k, **common))
+    return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=config.l1_coefficient, **common))
+
+
+def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: bool = True):
+    """Train an SAE on a ``[n, d_model]`` activation matrix with SAELens's ``SAETrainer``; returns the
+    inference SAE (normalisation folded in, unit-norm decoder rows)."""
+    from sae_lens import SAE
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    if acts.dim() != 2 or len(acts) == 0:
+        raise SteerlabError(f"fit_sae needs a non-empty [n, d_model] matrix, got shape {tuple(acts.shape)}")
+    torch.manual_seed(config.seed)
+    sae = _training_sae(config, acts.shape[1])
+    sae.cfg.metadata.hook_name = hook_name  # an SAE trained outside the runner has no hook name otherwise
+    batch = min(config.batch_size, len(acts))
+    steps = max(1, int(len(acts) * config.epochs) // batch)
+    cfg = SAETrainerConfig(
+        total_training_samples=steps * batch, train_batch_size_samples=batch, lr=config.lr,
+        lr_end=config.lr, lr_scheduler_name="constant", lr_warm_up_steps=min(20, steps // 10), device="cpu",
+        dead_feature_window=max(1, steps // 4), feature_sampling_window=max(1, steps // 2),
+        n_batches_for_norm_estimate=min(20, steps), logger=LoggingConfig(log_to_wandb=False),
+    )  # fmt: skip
+    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_batches(acts.float(), batch, config.seed))
+    if not progress:  # SAELens has no switch for its progress bar
+        trainer._update_pbar = lambda *args, **kwargs: None
+    trained = trainer.fit()
+    with tempfile.TemporaryDirectory() as tmp:
+        trained.save_inference_model(tmp)
+        return SAE.load_from_disk(tmp, fold_W_dec_norm=True)
+
+
+def train_sae(
+    backend: Backend,
+    site: Site | str | int,
+    config: SAEConfig | None = None,
+    *,
+    cache: bool = True,
+    eval_tokens: int = 8_192,
+    progress: bool = True,
+) -> TrainedSAE:
+    """Train (or load from the cache) an SAE on ``site`` of ``backend``'s model and measure its quality.
+
+    Args:
+        backend: the model (either backend; activations are read through it).
+        site: e.g. ``Site(12, "resid_post")``.
+        config: architecture and budget (`SAEConfig`; default: TopK, 2304 latents, k=32, 100k tokens).
+        cache: load from / save to ``$STEERLAB_CACHE/saes/<key>``.
+        eval_tokens: held-out tokens (WikiText-2 valid) for the metrics of `sae_quality`.
+
+    Returns:
+        A `TrainedSAE` whose ``metrics`` hold ``l0``, ``explained_variance``, ``loss_recovered`` (and the
+        losses behind it) on held-out text, ``dead_fraction`` (latents that never fire on the training
+        tokens) and ``train_seconds``.
+    """
+    from steerlab.sae.quality import latent_stats, sae_quality
+
+    site = backend.site(site)
+    config = config or SAEConfig()
+    key = sae_key(backend, site, config)
+    folder = sae_cache_dir() / key
+    if cache and (folder / "steerlab_sae.json").exists():
+        logger.info("loading cached SAE %s", folder)
+        return load_sae(folder)
+    start = time.perf_counter()
+    acts = collect_corpus(
+        backend, site, n_tokens=config.n_tokens, corpora=config.corpora, context=config.context, seed=config.seed,
+        progress=progress,
+    )  # fmt: skip
+    read_seconds = time.perf_counter() - start
+    sae = fit_sae(acts.acts, config, hook_name=backend.hook_name(site), progress=progress)
+    seconds = time.perf_counter() - start
+    fired = latent_stats(sae, acts.acts)["fired"]
+    del acts
+    metrics = sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress)
+    metrics.update(dead_fraction=float((~fired).float().mean()), train_seconds=seconds, read_seconds=read_seconds)
+    trained = TrainedSAE(sae, site, config, metrics, folder if cache else None, key)
+    if cache:
+        save_sae(trained, folder)
+    return trained
+
+
+def save_sae(trained: TrainedSAE, folder: str | Path) -> Path:
+    """Write the SAE (SAELens format) plus ``steerlab_sae.json`` (site, config, metrics) to ``folder``."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    trained.sae.save_model(tmp)
+    meta = {
+        "site": str(trained.site),
+        "config": trained.config.to_dict() if trained.config else None,
+        "metrics": trained.metrics,
+        "key": trained.key,
+    }
+    (tmp / "steerlab_sae.json").write_text(json.dumps(meta, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)  # a killed run never leaves a half-written SAE behind
+    return folder
+
+
+def load_sae(name: str | Path, sae_id: str | None = None, *, site: Site | str | None = None, device: str = "cpu"):
+    """Load an SAE: a folder written by `train_sae` / `save_sae`, a key under the SAE cache, or (with
+    ``sae_id``) a pretrained SAELens release such as ``("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``,
+    which needs internet access to the Hugging Face hub.
+
+    ``site`` names where the SAE reads; for a steerlab folder it is read from ``steerlab_sae.json``.
+    """
+    from sae_lens import SAE
+
+    if sae_id is not None:
+        try:
+            sae = SAE.from_pretrained(str(name), sae_id, device=device)
+        except Exception as exc:  # network, unknown release or id: all reach the user the same way
+            raise SteerlabError(
+                f"could not load the pretrained SAE {name!r} / {sae_id!r} ({exc}); pretrained SAEs need internet "
+                "access to the Hugging Face hub and a release name from SAELens's pretrained_saes.yaml"
+            ) from exc
+        return TrainedSAE(sae, Site.parse(site) if site else Site(0), None, key=f"{name}/{sae_id}")
+    folder = Path(name)
+    if not folder.exists():
+        folder = sae_cache_dir() / str(name)
+    if not (folder / "cfg.json").exists():
+        raise SteerlabError(
+            f"no SAE at {name!r} (looked for cfg.json in {folder}); train one with `python -m steerlab sae train` "
+            "or pass a release name and sae_id for a pretrained SAELens SAE"
+        )
+    sae = SAE.load_from_disk(folder, device=device)
+    meta_path = folder / "steerlab_sae.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    where = site or meta.get("site")
+    if where is None:
+        raise SteerlabError(f"{folder} has no steerlab_sae.json naming its site; pass site='resid_post.12'")
+    config = SAEConfig.from_dict(meta["config"]) if meta.get("config") else None
+    return TrainedSAE(sae, Site.parse(where), config, meta.get("metrics", {}), folder, meta.get("key"))

@@ -1,0 +1,147 @@
+"""SAE-latent steering: exact oracles on tiny random models and a tiny SAE built here."""
+
+import math
+
+import pytest
+import torch
+
+import steerlab as sl
+from steerlab.backends.base import LAST_PROMPT
+from steerlab.errors import SteerlabError
+from steerlab.sae import (
+    CorpusActivations,
+    SAEConfig,
+    add_latent,
+    clamp_latent,
+    decompose,
+    latent_stats,
+    load_sae,
+    sparse_code,
+    sparse_vector,
+    top_activating,
+    train_sae,
+)
+from steerlab.sae.corpus import record_site
+
+SITE = sl.Site(1)
+PROMPTS = ["hello there, friend", "hi"]
+
+
+def tiny_sae(d_in=32, d_sae=64, architecture="standard", seed=0):
+    """A random SAE with unit-norm decoder rows and encoder biases that leave some latents on."""
+    from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+
+    torch.manual_seed(seed)
+    if architecture == "topk":
+        sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=8))
+    else:
+        sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(d_sae, d_in), dim=1))
+        sae.W_enc.copy_(sae.W_dec.T)
+        sae.b_enc.fill_(0.1)
+    return sae
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk"])
+def test_clamp_to_current_value_is_identity(tiny, architecture):
+    sae = tiny_sae(architecture=architecture)
+    base = tiny.forward(PROMPTS[:1], record=[SITE])
+    h = base.activations[SITE]
+    z = sae.encode(h).detach()  # the same shape the edit will see, so the same rounding
+    latent = int(z[0, -1].argmax())
+    edit = clamp_latent(sae, SITE, latent, float(z[0, -1, latent]), positions=LAST_PROMPT)
+    assert torch.equal(edit.fn(h)[:, -1], h[:, -1])
+    steered = tiny.forward(PROMPTS[:1], record=[SITE], edits=[edit])
+    assert torch.equal(steered.logits, tiny.forward(PROMPTS[:1]).logits)
+
+
+def test_clamp_keeps_error_term(tiny):
+    sae = tiny_sae()  # linear decoder: decode(z') - decode(z) = (v - z_i) W_dec[i]
+    h = tiny.record(PROMPTS, [SITE])[SITE]
+    z = sae.encode(h)
+    out = clamp_latent(sae, SITE, 5, 3.0).fn(h)
+    expected = h + (3.0 - z[..., 5:6]) * sae.W_dec[5]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_add_latent_adds_decoder_row(tiny):
+    sae = tiny_sae()
+    base = tiny.record(PROMPTS, [SITE])[SITE]
+    steered = tiny.forward(PROMPTS, record=[SITE], edits=[add_latent(sae, SITE, 7, 2.5)]).activations[SITE]
+    torch.testing.assert_close(steered, base + 2.5 * sae.W_dec[7].detach(), rtol=0, atol=1e-6)
+
+
+def test_sparse_code_recovers_a_sum_of_decoder_rows():
+    sae = tiny_sae(d_in=64, d_sae=128, seed=1)
+    latents, coefs = [3, 40, 99], torch.tensor([2.0, -1.5, 0.7])
+    v = (sae.W_dec.detach()[latents].T @ coefs).detach()
+    found, c = sparse_code(sae, v, k=3)
+    assert sorted(found) == sorted(latents)
+    vec = sparse_vector(sae, SITE, v, k=3)
+    torch.testing.assert_close(vec[SITE], v, rtol=1e-4, atol=1e-5)
+    assert sorted(vec.provenance.extra["latents"]) == sorted(latents)
+
+
+def test_decompose_finds_the_latent_a_vector_is_made_of():
+    sae = tiny_sae()
+    df = decompose(sae, 3.0 * sae.W_dec[11].detach(), top=3)
+    top = df[(df.method == "decoder_cosine") & (df["rank"] == 1)].iloc[0]
+    assert top.latent == 11 and math.isclose(top.score, 1.0, rel_tol=1e-5)
+    pos, neg = torch.randn(6, 32), torch.randn(6, 32)
+    with_diff = decompose(sae, torch.randn(32), pos=pos, neg=neg, top=2)
+    assert set(with_diff.method) == {"decoder_cosine", "encode_vector", "encode_diff"}
+
+
+def test_top_activating_finds_the_strongest_token(tiny):
+    sae = tiny_sae()
+    tokens = tiny.tokenizer(["abcdefgh", "ijklmnop"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    acts = torch.randn(14, 32) * 0.01
+    acts[9] = 5 * sae.W_dec[4].detach()  # chunk 1, position 3: the letter "l"
+    index = torch.stack([torch.arange(2).repeat_interleave(7), torch.arange(1, 8).repeat(2)], dim=1)
+    corpus = CorpusActivations(SITE, acts, tokens, index)
+    df = top_activating(sae, corpus, [4], tiny.tokenizer, n=2)
+    assert df.iloc[0].token == "l" and "[[l]]" in df.iloc[0].snippet and df.iloc[0].activation > 1
+
+
+def test_record_site_stops_early_and_matches_a_full_pass(tiny):
+    batch = tiny.tokenize(PROMPTS)
+    torch.testing.assert_close(record_site(tiny, batch, sl.Site(0)), tiny.record(batch, [sl.Site(0)])[sl.Site(0)])
+    assert tiny.n_hooks() == 0
+
+
+def test_bad_latents_and_configs_raise():
+    sae = tiny_sae()
+    with pytest.raises(SteerlabError, match="out of range"):
+        add_latent(sae, SITE, 64, 1.0)
+    with pytest.raises(SteerlabError, match="values"):
+        clamp_latent(sae, SITE, [1, 2], [1.0])
+    with pytest.raises(SteerlabError, match="architecture"):
+        SAEConfig("gated")
+    with pytest.raises(SteerlabError, match="no SAE"):
+        load_sae("/nonexistent/sae")
+
+
+def test_train_tiny_sae_reports_finite_metrics_and_caches(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))
+    cfg = SAEConfig(
+        "topk", d_sae=64, k=4, n_tokens=600, epochs=2, batch_size=128, context=24, corpora=("tinyshakespeare",)
+    )
+    trained = train_sae(tiny, SITE, cfg, eval_tokens=88, progress=False)
+    m = trained.metrics
+    for name in ("l0", "explained_variance", "dead_fraction", "loss_recovered", "ce_sae"):
+        assert math.isfinite(m[name]), name
+    assert m["l0"] <= 4 + 1e-6 and 0 <= m["dead_fraction"] <= 1
+    torch.testing.assert_close(trained.sae.W_dec.norm(dim=1), torch.ones(64))  # decoder folded to unit rows
+    again = train_sae(tiny, SITE, cfg, progress=False)  # from the cache, not retrained
+    assert again.folder == trained.folder and torch.equal(again.sae.W_dec, trained.sae.W_dec)
+    assert again.metrics == pytest.approx(m)
+
+
+def test_standard_sae_trains_on_a_matrix():
+    from steerlab.sae import fit_sae
+
+    acts = torch.randn(512, 16)
+    sae = fit_sae(acts, SAEConfig("standard", d_sae=32, n_tokens=512, epochs=2, batch_size=128), progress=False)
+    stats = latent_stats(sae, acts)
+    assert math.isfinite(stats["explained_variance"]) and stats["l0"] > 0
