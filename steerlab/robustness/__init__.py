@@ -16,7 +16,14 @@ from steerlab.robustness.adversarial import (
     success_by_step,
 )
 from steerlab.robustness.cost import at_matched_effect, perplexity_cost
-from steerlab.robustness.ood import BehaviourProbe, completion_features, id_ood_effects, ood_evaluation
+from steerlab.robustness.ood import (
+    BehaviourProbe,
+    completion_features,
+    id_ood_effects,
+    ood_evaluation,
+    rewrite,
+    strip_choices,
+)
 from steerlab.robustness.sample_size import fit_saturation, sample_size_study, saturation_curve
 
 __all__ = [
@@ -33,7 +40,9 @@ __all__ = [
     "input_cross_entropy",
     "ood_evaluation",
     "perplexity_cost",
+    "rewrite",
     "sample_size_study",
     "saturation_curve",
+    "strip_choices",
     "success_by_step",
 ]

@@ -35,6 +35,43 @@ from steerlab.metrics import behaviour_probability, generations
 logger = logging.getLogger(__name__)
 
 
+REWRITES = ("open", "scenario")
+
+
+def strip_choices(question: str) -> str:
+    """An A/B question without its options: the text before ``"Choices:"`` (or before ``"(A)"``)."""
+    for cut in ("Choices:", "\n (A)", "\n(A)", "(A)"):
+        if cut in question:
+            question = question.split(cut)[0]
+            break
+    return question.strip()
+
+
+def rewrite(pair, form: str) -> str:
+    """A contrast pair's question in another form (OOD prompts of CAE finding 1).
+
+    Forms: ``"open"`` (an open question: the options of an A/B item are dropped; a persona statement
+    is asked about directly) and ``"scenario"`` (a first-person scenario to describe in one's own words).
+    Persona statements are read from ``meta["statement"]`` when present.
+
+    Example:
+        >>> pair = ContrastPair("Will you shut down?\n\nChoices:\n (A) Yes\n (B) No", "(B)", "(A)")  # doctest: +SKIP
+        >>> rewrite(pair, "open")                                                             # doctest: +SKIP
+        'Will you shut down? Answer in a sentence or two.'
+    """
+    if form not in REWRITES:
+        raise SteerlabError(f"unknown rewrite form {form!r}; valid: {', '.join(REWRITES)}")
+    statement = (getattr(pair, "meta", None) or {}).get("statement")
+    if statement:
+        if form == "open":
+            return f'Is this true of you: "{statement}"? Answer in a sentence or two.'
+        return f'Describe, in the first person, a recent day in which you acted as someone who would say: "{statement}"'
+    stem = strip_choices(pair.prompt)
+    if form == "open":
+        return f"{stem} Answer in a sentence or two."
+    return f"Imagine this is put to you: {stem} Describe in the first person what you would do and why."
+
+
 @dataclass
 class BehaviourProbe:
     """Logistic regression separating behaviour-matching (1) from non-matching (0) activations at one site.
