@@ -145,3 +145,27 @@ def test_standard_sae_trains_on_a_matrix():
     sae = fit_sae(acts, SAEConfig("standard", d_sae=32, n_tokens=512, epochs=2, batch_size=128), progress=False)
     stats = latent_stats(sae, acts)
     assert math.isfinite(stats["explained_variance"]) and stats["l0"] > 0
+
+
+def test_compare_methods_puts_methods_on_the_same_axes(tiny):
+    from steerlab.data import ContrastPair
+    from steerlab.metrics import perplexity_on
+    from steerlab.sae.compare import compare_methods, effect_table
+    from steerlab.sweeps import ChoiceTask
+
+    sae = tiny_sae()
+    pairs = [ContrastPair(f"Do you like {w}?", "Yes", "No") for w in ("tea", "rain", "maps")]
+    task = ChoiceTask.from_pairs(tiny, pairs)
+    texts = ["the cat sat on the mat", "a quick brown fox"]
+    makers = {
+        "latent": lambda s, pos: [add_latent(sae, SITE, 3, s, pos)],
+        "clamp": lambda s, pos: [clamp_latent(sae, SITE, 3, s, pos)],
+    }
+    df = compare_methods(tiny, makers, task, strengths=[-2, 0, 2], texts=texts, site=SITE, progress=False)
+    base = df[(df.coeff == 0) & (df.method == "clamp") & (df.metric == "p_behaviour")].value.to_numpy()
+    assert base.tolist() == task.evaluate(reuse_prefix=True).query("metric == 'p_behaviour'").value.tolist()
+    ppl0 = df[(df.coeff == 0) & (df.metric == "perplexity")].value
+    assert ppl0.tolist() == [perplexity_on(tiny, texts, max_tokens=64)] * 2
+    assert df[(df.coeff == 2) & (df.metric == "perplexity")].value.ne(ppl0.iloc[0]).all()
+    table = effect_table(df)
+    assert set(table.method) == {"latent", "clamp"} and table.strength.tolist() == [2.0, 2.0]

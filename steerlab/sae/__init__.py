@@ -3,11 +3,13 @@
     >>> from steerlab.sae import SAEConfig, train_sae, decompose, add_latent, clamp_latent, sparse_vector
 
 Modules: `corpus` (site activations over local text), `train` (train / cache / load SAEs), `quality`
-(L0, explained variance, dead latents, loss recovered), `explain` (decompose a vector into latents,
+(L0, explained variance, dead latents, loss recovered), `compare` (behaviour effect and
+perplexity cost of steering methods on the same axes), `explain` (decompose a vector into latents,
 top-activating snippets), `steer` (latent edits and sparse reconstructions). SAELens is imported only
 inside these modules, when a function needs it.
 """
 
+from steerlab.sae.compare import compare_methods, effect_table
 from steerlab.sae.corpus import DEFAULT_CORPORA, CorpusActivations, collect_corpus
 from steerlab.sae.explain import decompose, explain_vector, latent_scores, top_activating
 from steerlab.sae.quality import latent_stats, sae_quality, splice
@@ -22,8 +24,10 @@ __all__ = [
     "add_latent",
     "clamp_latent",
     "collect_corpus",
+    "compare_methods",
     "decoder_row",
     "decompose",
+    "effect_table",
     "explain_vector",
     "fit_sae",
     "latent_scores",
