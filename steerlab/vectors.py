@@ -220,7 +220,7 @@ class SteeringVector:
             raise SteerlabError(f"rescaled: no norm given for {missing}; pass one per site of the vector")
         unit = self.normalized()
         prov = dataclasses.replace(unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})")
-        return SteeringVector({s: v * (fraction * float(norms[s])) for s, v in unit.directions.items()}, prov)
+        return SteeringVector({s: v * fraction * float(norms[s]) for s, v in unit.directions.items()}, prov)
 
     def scaled(self, x: float) -> SteeringVector:
         return self * x
