@@ -320,6 +320,43 @@ def save_figure(fig: Figure, name: str, folder: str | os.PathLike | None = None)
 # --------------------------------------------------------------------------- SAAS
 
 
+def plot_saas_methods(table: pd.DataFrame, ax: Axes | None = None, *, label: str = "") -> Axes:
+    """SAAS Table 1 as bars: mean p(behaviour) per method at alpha = -1 and +1, error bars = sd over splits.
+
+    ``table`` has one row per (method, split) with columns ``method``, ``p_minus``, ``p_plus`` (and
+    ``base`` rows with ``p_minus == p_plus`` = the unsteered p). ``label`` is added to the title (e.g.
+    "hand-written sub-behaviours").
+    """
+    _check(table, ["method", "p_minus", "p_plus"], "plot_saas_methods")
+    ax = _axes(ax)
+    order = list(dict.fromkeys(table.method))
+    g = table.groupby("method")[["p_minus", "p_plus"]]
+    mean, sd = g.mean().loc[order], g.std().loc[order].fillna(0.0)
+    x = np.arange(len(order))
+    for k, (col, name) in enumerate([("p_minus", "alpha = -1"), ("p_plus", "alpha = +1")]):
+        ax.bar(x + (k - 0.5) * 0.38, mean[col], 0.38, yerr=sd[col], label=name, capsize=2)
+    ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xticks(x, order, rotation=35, ha="right")
+    ax.set_ylabel("p(behaviour) on test")
+    if label:
+        ax.set_title(label, fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_saas_effect(df: pd.DataFrame, x: str, ax: Axes | None = None, *, hue: str = "method") -> Axes:
+    """Steering effect p(+1) - p(-1) against ``x`` (``layer``, ``tau``, ...): mean over splits, 95% CI band.
+
+    ``df`` has columns ``x``, ``hue``, ``split`` and ``effect`` (e.g. `steerlab.pipelines.saas.effects`).
+    """
+    _check(df, [x, hue, "effect"], "plot_saas_effect")
+    ax = _axes(ax)
+    sns.lineplot(data=df, x=x, y="effect", hue=hue, marker="o", errorbar=("ci", 95), ax=ax)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("effect: p(+1) - p(-1)")
+    return ax
+
+
 # --------------------------------------------------------------------------- CAE robustness
 
 
@@ -424,3 +461,44 @@ def plot_cost_tradeoff(
 
 
 # --------------------------------------------------------------------------- SAE latents
+
+
+def plot_latent_scores(df: pd.DataFrame, ax: Axes | None = None, top: int = 8) -> Axes:
+    """Scores of a vector's top SAE latents, one group of bars per decomposition method (decoder cosine,
+    encoding of the vector, encoded positive-negative difference). ``df`` from `steerlab.sae.decompose`;
+    scores are divided by each method's largest absolute score so the methods share one axis."""
+    _check(df, ["method", "rank", "latent", "score"], "plot_latent_scores")
+    d = df[df["rank"] <= top].copy()
+    d["relative score"] = d.score / d.groupby("method").score.transform(lambda s: s.abs().max())
+    d["latent"] = d.latent.astype(str)
+    ax = _axes(ax)
+    sns.barplot(d, x="rank", y="relative score", hue="method", ax=ax)
+    for patch, (_, row) in zip(ax.patches, d.sort_values(["method", "rank"]).iterrows(), strict=False):
+        ax.annotate(row.latent, (patch.get_x() + patch.get_width() / 2, patch.get_height()), ha="center",
+                    va="bottom" if patch.get_height() >= 0 else "top", fontsize=5, rotation=90)  # fmt: skip
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xlabel("rank of latent (index above each bar)")
+    ax.set_ylabel("score / max |score|")
+    return ax
+
+
+def plot_steering_tradeoff(
+    df: pd.DataFrame, metric: str = "p_behaviour", ax: Axes | None = None, hue: str = "method"
+) -> Axes:
+    """Behaviour (mean ``metric``) against perplexity along each method's strength grid: AxBench-style
+    steering against fluency, all methods on one pair of axes. ``df`` from `steerlab.sae.compare_methods`;
+    the largest positive strength of each method is marked with a filled circle, the most negative with an x."""
+    _check(df, ["coeff", "metric", "value", hue], "plot_steering_tradeoff")
+    ax = _axes(ax)
+    for key, g in df.groupby(hue, sort=False):
+        w = g.pivot_table(index="coeff", columns="metric", values="value").sort_index()
+        if metric not in w or "perplexity" not in w:
+            raise SteerlabError(f"plot_steering_tradeoff needs metrics {metric!r} and 'perplexity'; got {list(w)}")
+        (line,) = ax.plot(w["perplexity"], w[metric], "-", marker=".", label=str(key))
+        ax.plot(w["perplexity"].iloc[-1], w[metric].iloc[-1], "o", color=line.get_color())
+        ax.plot(w["perplexity"].iloc[0], w[metric].iloc[0], "x", color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity of held-out text (edit at every position, log scale)")
+    ax.set_ylabel(f"mean {metric}")
+    ax.legend(fontsize=7)
+    return ax

@@ -12,7 +12,7 @@ inside these modules, when a function needs it.
 from steerlab.sae.compare import compare_methods, effect_table
 from steerlab.sae.corpus import DEFAULT_CORPORA, CorpusActivations, collect_corpus
 from steerlab.sae.explain import decompose, explain_vector, latent_scores, top_activating
-from steerlab.sae.quality import latent_stats, sae_quality, splice
+from steerlab.sae.quality import latent_stats, quality_table, sae_quality, splice
 from steerlab.sae.steer import add_latent, clamp_latent, decoder_row, latent_vector, sparse_code, sparse_vector
 from steerlab.sae.train import SAEConfig, TrainedSAE, fit_sae, load_sae, save_sae, train_sae
 
@@ -34,6 +34,7 @@ __all__ = [
     "latent_stats",
     "latent_vector",
     "load_sae",
+    "quality_table",
     "sae_quality",
     "save_sae",
     "sparse_code",

@@ -15,8 +15,10 @@ the SAE was trained on and is left alone), so any backend works.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -61,9 +63,21 @@ def _nll(logits: Tensor, ids: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def sae_quality(
+def sae_quality(backend: Backend, sae: Any, site: Site | str | int, **kwargs) -> dict[str, float]:
+    """Quality metrics of ``sae`` at ``site`` on held-out text (default: WikiText-2 valid, not used for training).
+
+    Returns ``l0``, ``explained_variance``, ``dead_fraction_eval`` (latents silent on these tokens),
+    ``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered`` and ``n_eval_tokens``. Keyword arguments
+    are those of `quality_table`.
+    """
+    row = quality_table(backend, {"sae": sae}, site, **kwargs).iloc[0].drop("sae")
+    return {name: float(value) for name, value in row.items()}
+
+
+@torch.no_grad()
+def quality_table(
     backend: Backend,
-    sae: Any,
+    saes: Mapping[str, Any],
     site: Site | str | int,
     *,
     n_tokens: int = 8_192,
@@ -72,15 +86,12 @@ def sae_quality(
     context: int = 128,
     batch_size: int = 16,
     progress: bool = True,
-) -> dict[str, float]:
-    """Quality metrics of ``sae`` at ``site`` on held-out text (default: WikiText-2 valid, not used for training).
-
-    Returns ``l0``, ``explained_variance``, ``dead_fraction_eval`` (latents silent on these tokens),
-    ``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered`` and ``n_eval_tokens``.
-    """
+) -> pd.DataFrame:
+    """`sae_quality` for several SAEs at one site on the same held-out tokens (the clean and
+    zero-ablated passes run once). One row per SAE, the name in column ``sae``."""
     site = backend.site(site)
     chunks = corpus_chunks(backend.tokenizer, corpora, n_tokens=n_tokens, context=context, split=split)
-    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    ce = {"clean": 0.0, "zero": 0.0, **{name: 0.0 for name in saes}}
     hs, count = [], 0
     zero = Edit(site, torch.zeros_like, Positions.from_index(1))
     for start in tqdm(range(0, len(chunks), batch_size), desc="SAE quality", disable=not progress):
@@ -89,18 +100,24 @@ def sae_quality(
         out = backend.forward(batch, record=[site])
         hs.append(out.activations[site][:, 1:].reshape(-1, backend.d_model).float().cpu())
         ce["clean"] += float(_nll(out.logits, ids).sum())
-        ce["sae"] += float(_nll(backend.forward(batch, edits=[splice(sae, site)]).logits, ids).sum())
         ce["zero"] += float(_nll(backend.forward(batch, edits=[zero]).logits, ids).sum())
+        for name, sae in saes.items():
+            ce[name] += float(_nll(backend.forward(batch, edits=[splice(sae, site)]).logits, ids).sum())
         count += ids.shape[0] * (ids.shape[1] - 2)
-    stats = latent_stats(sae, torch.cat(hs))
+    hs = torch.cat(hs)
     ce = {k: v / count for k, v in ce.items()}
-    return {
-        "l0": stats["l0"],
-        "explained_variance": stats["explained_variance"],
-        "dead_fraction_eval": float((~stats["fired"]).float().mean()),
-        "ce_clean": ce["clean"],
-        "ce_sae": ce["sae"],
-        "ce_zero": ce["zero"],
-        "loss_recovered": (ce["zero"] - ce["sae"]) / (ce["zero"] - ce["clean"]),
-        "n_eval_tokens": stats["n_tokens"],
-    }
+    rows = []
+    for name, sae in saes.items():
+        stats = latent_stats(sae, hs)
+        rows.append({
+            "sae": name,
+            "l0": stats["l0"],
+            "explained_variance": stats["explained_variance"],
+            "dead_fraction_eval": float((~stats["fired"]).float().mean()),
+            "ce_clean": ce["clean"],
+            "ce_sae": ce[name],
+            "ce_zero": ce["zero"],
+            "loss_recovered": (ce["zero"] - ce[name]) / (ce["zero"] - ce["clean"]),
+            "n_eval_tokens": stats["n_tokens"],
+        })  # fmt: skip
+    return pd.DataFrame(rows)

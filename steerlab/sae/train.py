@@ -41,7 +41,7 @@ from torch import Tensor
 
 from steerlab.backends.base import Backend, Site
 from steerlab.errors import SteerlabError
-from steerlab.sae.corpus import DEFAULT_CORPORA, collect_corpus
+from steerlab.sae.corpus import DEFAULT_CORPORA, CorpusActivations, collect_corpus
 from steerlab.vectors import dataset_hash
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ def train_sae(
     *,
     cache: bool = True,
     eval_tokens: int = 8_192,
+    activations: CorpusActivations | None = None,
     progress: bool = True,
 ) -> TrainedSAE:
     """Train (or load from the cache) an SAE on ``site`` of ``backend``'s model and measure its quality.
@@ -176,7 +177,11 @@ def train_sae(
         site: e.g. ``Site(12, "resid_post")``.
         config: architecture and budget (`SAEConfig`; default: TopK, 2304 latents, k=32, 100k tokens).
         cache: load from / save to ``$STEERLAB_CACHE/saes/<key>``.
-        eval_tokens: held-out tokens (WikiText-2 valid) for the metrics of `sae_quality`.
+        eval_tokens: held-out tokens (WikiText-2 valid) for the metrics of `sae_quality`; 0 skips them
+            (e.g. to compare several SAEs with `quality_table`, which runs the clean model once).
+        activations: corpus activations at ``site`` already read (`collect_corpus` with the config's
+            corpora, context and seed); the first ``config.n_tokens`` are used, so one read can train
+            several SAEs.
 
     Returns:
         A `TrainedSAE` whose ``metrics`` hold ``l0``, ``explained_variance``, ``loss_recovered`` (and the
@@ -193,16 +198,23 @@ def train_sae(
         logger.info("loading cached SAE %s", folder)
         return load_sae(folder)
     start = time.perf_counter()
-    acts = collect_corpus(
-        backend, site, n_tokens=config.n_tokens, corpora=config.corpora, context=config.context, seed=config.seed,
-        progress=progress,
-    )  # fmt: skip
+    if activations is None:
+        activations = collect_corpus(
+            backend, site, n_tokens=config.n_tokens, corpora=config.corpora, context=config.context,
+            seed=config.seed, progress=progress,
+        )  # fmt: skip
+    elif activations.site != site or len(activations) < config.n_tokens:
+        raise SteerlabError(
+            f"the activations given are {len(activations)} tokens at {activations.site}; this SAE needs "
+            f"{config.n_tokens} at {site}: collect them with collect_corpus(backend, {str(site)!r}, n_tokens=...)"
+        )
+    acts = activations.acts[: config.n_tokens]
     read_seconds = time.perf_counter() - start
-    sae = fit_sae(acts.acts, config, hook_name=backend.hook_name(site), progress=progress)
+    sae = fit_sae(acts, config, hook_name=backend.hook_name(site), progress=progress)
     seconds = time.perf_counter() - start
-    fired = latent_stats(sae, acts.acts)["fired"]
-    del acts
-    metrics = sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress)
+    fired = latent_stats(sae, acts)["fired"]
+    del acts, activations
+    metrics = sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress) if eval_tokens else {}
     metrics.update(dead_fraction=float((~fired).float().mean()), train_seconds=seconds, read_seconds=read_seconds)
     trained = TrainedSAE(sae, site, config, metrics, folder if cache else None, key)
     if cache:
