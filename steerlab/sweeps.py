@@ -111,6 +111,17 @@ class ChoiceTask:
                 out.append(self.backend.forward(b, edits=edits).logits[:, -1].float())
         return out
 
+    def prefix_forward(self, index: int, extra: torch.Tensor | None = None, *, edits=(), record=()):
+        """Batch ``index``'s last prompt token (then ``extra`` token ids ``[batch, k]``, if given) run on
+        its cached prefix; returns the backend's `ForwardOutput` (logits and ``record`` activations).
+        Used to read activations at the answer position without recomputing the prompt."""
+        b = self._batches[index]
+        ids, mask = b.input_ids[:, -1:], b.attention_mask[:, -1:]
+        if extra is not None:
+            ids = torch.cat([ids, extra.to(ids.device, ids.dtype)], dim=1)
+            mask = torch.cat([mask, torch.ones_like(extra, dtype=mask.dtype, device=mask.device)], dim=1)
+        return self.backend.forward(Batch(ids, mask), prefix=self._prefix(index), edits=edits, record=record)
+
     def evaluate(self, edits=(), *, reuse_prefix: bool = False) -> pd.DataFrame:
         """Per-example rows ``example_id, metric, value`` under ``edits``."""
         logits = torch.cat(self.last_logits(edits, reuse_prefix=reuse_prefix)).cpu()

@@ -162,7 +162,8 @@ class NNsightBackend(Backend):
 
         cache = DynamicCache(config=self.hf_model.config)
         sites, runners = self._plan(batch, (), record, incremental=False)
-        out = self._trace(_inputs(batch.input_ids, batch, cache), sites, runners, record, False)
+        inputs = {**_inputs(batch.input_ids, batch, cache), "logits_to_keep": 1}  # a prefix's logits are unused
+        out = self._trace(inputs, sites, runners, record, False)
         return Prefix(batch, cache, out.activations)
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
