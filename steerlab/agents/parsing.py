@@ -29,11 +29,17 @@ def _clean(line: str) -> str:
     return line.replace("**", "").replace("__", "").strip().strip("`").strip()
 
 
+def _echo(name: str, desc: str) -> bool:
+    """An item that echoes the prompt's examples (``"[Example 1]: Yes"``) rather than naming a sub-behaviour."""
+    return bool(re.match(r"^\W*example\b", name, re.IGNORECASE)) or desc.strip().lower() in ("yes", "no", "(a)", "(b)")
+
+
 def parse_subbehaviours(text: str, k_min: int = 5, k_max: int = 10) -> list[tuple[str, str]]:
     """``(name, description)`` pairs from a numbered or bulleted list, one item a line.
 
     Lines like ``"1. Warmth: shows care for others"`` or ``"- **Warmth** - shows care"`` are items; lines
-    without a list marker are ignored (chatter). Duplicate names (case-insensitive) are dropped. More
+    without a list marker are ignored (chatter), and so are echoes of the prompt's examples. Duplicate
+    names (case-insensitive) are dropped. More
     than ``k_max`` items keep the first ``k_max``; fewer than ``k_min`` raise `ParseError`.
     """
     items: list[tuple[str, str]] = []
@@ -48,7 +54,7 @@ def parse_subbehaviours(text: str, k_min: int = 5, k_max: int = 10) -> list[tupl
         parts = _NAME_SPLIT.split(body, maxsplit=1)
         name = _clean(parts[0]).rstrip(".")
         desc = _clean(parts[1]) if len(parts) > 1 and parts[1].strip() else name
-        if not name or len(name) > 80 or name.lower() in seen:
+        if not name or len(name) > 80 or name.lower() in seen or _echo(name, desc):
             continue
         seen.add(name.lower())
         items.append((name, desc))

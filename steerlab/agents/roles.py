@@ -84,14 +84,15 @@ def _numbered(subs: Sequence[SubBehaviour]) -> str:
 
 
 def decompose(agent: Agent, behaviour: str, examples: Sequence[str], *, k_min: int = 5, k_max: int = 10,
-              retries: int = 2, log: list[dict] | None = None) -> SubBehaviourSet | None:  # fmt: skip
+              retries: int = 2, log: list[dict] | None = None,
+              max_tokens: int = 320) -> SubBehaviourSet | None:  # fmt: skip
     """Agent-1: ``k_min``-``k_max`` sub-behaviours of ``behaviour`` from a description and example instances."""
     text = prompt_template("agent1_decompose").format(
         behaviour=behaviour, n_examples=len(examples), k_min=k_min, k_max=k_max,
         examples="\n\n".join(f"Example {i}:\n{e}" for i, e in enumerate(examples, 1)),
     )  # fmt: skip
     items = ask(agent, text, lambda a: parse_subbehaviours(a, k_min, k_max), role="agent1", item=behaviour,
-                retries=retries, max_tokens=320, log=log)  # fmt: skip
+                retries=retries, max_tokens=max_tokens, log=log)  # fmt: skip
     if items is None:
         return None
     return SubBehaviourSet(behaviour, tuple(SubBehaviour(n, d) for n, d in items), source=f"agent1:{agent.name}")

@@ -113,6 +113,8 @@ def eligibility(
     *,
     shrinkage: float | str = "ledoit-wolf",
     margin: float = 0.5,
+    folds: int = 5,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Which instances SAAS keeps: Fisher separability and directional consistency (SAAS step 2).
 
@@ -123,31 +125,52 @@ def eligibility(
     within half of the mean separation distance of the other class". It is *consistent* if
     ``cos(v_i, mean v) > 0``. Eligible = separable and consistent.
 
+    Cross-fitting: with fewer activations than dimensions a discriminant fitted on all instances
+    separates every one of them in-sample (measured: 100% on 21-70 persona pairs, d = 576), so the
+    test says nothing. With ``folds > 1`` the pairs are split into ``folds`` seeded folds and each
+    instance is projected on the discriminant (and compared with the class means) fitted on the
+    other folds; ``folds=1`` reproduces the in-sample rule.
+
     Args:
         pos: Positive activations ``(n, d_model)`` at one layer, paired with ``neg`` by row.
         neg: Negative activations ``(n, d_model)``.
         shrinkage: Regularisation of the within-class scatter (see `fisher_direction`).
         margin: Fraction of the mean separation an activation must clear from the opposite class mean.
+        folds: Cross-fitting folds for the separability test (1: in-sample; see above).
+        seed: Seed of the fold assignment.
 
     Returns:
         One row per instance: ``instance`` (row index), ``proj_pos``, ``proj_neg``, ``separable``,
-        ``cos_mean``, ``consistent``, ``eligible``; ``df.attrs`` holds ``shrinkage`` (the ``lam`` used),
-        ``separation`` (``D``) and ``midpoint``.
+        ``cos_mean``, ``consistent``, ``eligible``; ``df.attrs`` holds ``shrinkage`` (the mean ``lam``
+        used), ``separation`` (the mean ``D``) and ``folds``.
 
     Example:
         >>> neg = torch.tensor([[0.0, 0], [0, 1], [0, -1], [5.0, 0]])
         >>> pos = torch.tensor([[4.0, 0], [4, 1], [4, -1], [1.0, 0]])
-        >>> eligibility(pos, neg, shrinkage=0.5).eligible.tolist()
+        >>> eligibility(pos, neg, shrinkage=0.5, folds=1).eligible.tolist()
         [True, True, True, False]
     """
     pos, neg = _check_pair(pos, neg, paired=True, min_pairs=2)
     if not 0.0 <= margin <= 1.0:
         raise SteerlabError(f"margin must be in [0, 1] (the paper uses 0.5), got {margin}")
-    w, lam = fisher_direction(pos, neg, shrinkage)
-    p, q = pos @ w, neg @ w
-    m_pos, m_neg = float(p.mean()), float(q.mean())
-    sep = m_pos - m_neg
-    separable = (p > m_neg + margin * sep) & (q < m_pos - margin * sep)
+    n = pos.shape[0]
+    if not isinstance(folds, int) or not 1 <= folds <= n // 2 + (folds == 1):
+        raise SteerlabError(f"folds must be 1 (in-sample) or 2..{n // 2} for {n} pairs, got {folds!r}")
+    fold = np.random.default_rng(seed).permutation(n) % folds if folds > 1 else np.zeros(n, int)
+    p, q = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    thr_pos, thr_neg = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    lams, seps = [], []
+    for k in range(folds):
+        held = torch.as_tensor(fold == k)
+        fit = ~held if folds > 1 else held
+        w, lam = fisher_direction(pos[fit], neg[fit], shrinkage)
+        m_pos, m_neg = float((pos[fit] @ w).mean()), float((neg[fit] @ w).mean())
+        sep = m_pos - m_neg
+        p[held], q[held] = pos[held] @ w, neg[held] @ w
+        thr_pos[held], thr_neg[held] = m_neg + margin * sep, m_pos - margin * sep
+        lams.append(lam)
+        seps.append(sep)
+    separable = (p > thr_pos) & (q < thr_neg)
     v = pos - neg
     mean_v = v.mean(0)
     norms = v.norm(dim=1) * mean_v.norm()
@@ -164,7 +187,7 @@ def eligibility(
             "eligible": (separable & consistent).numpy(),
         }
     )
-    df.attrs.update(shrinkage=lam, separation=sep, midpoint=(m_pos + m_neg) / 2)
+    df.attrs.update(shrinkage=float(np.mean(lams)), separation=float(np.mean(seps)), folds=folds)
     return df
 
 

@@ -71,6 +71,7 @@ class SaasVariant:
     scores: np.ndarray | None
     contributions: np.ndarray | None = None
     eligibility: bool = True
+    taus: tuple[float, ...] | None = None  # temperatures for this variant (default: the config's)
 
     def instance_scores(self, idx: np.ndarray) -> np.ndarray | None:
         if self.scores is None:
@@ -146,7 +147,7 @@ def split_directions(backend: Backend, prep: Prepared, train: np.ndarray, cfg: S
             reports[(var.name, layer)] = report
             elig = report.eligible.to_numpy() if var.eligibility else np.ones(len(train), bool)
             s = var.instance_scores(train)
-            for tau in [math.inf] if s is None else cfg.taus:
+            for tau in [math.inf] if s is None else (var.taus or cfg.taus):
                 t = math.inf if s is None else tau * max(float(s[elig].std()), 1e-12)
                 w = S.saas_weights(np.zeros(len(train)) if s is None else s, elig, t)
                 raw[(var.name, tau)] = S.weighted_vector(local, w).double()
@@ -272,3 +273,22 @@ def run_behaviour(backend: Backend, prep: Prepared, cfg: SaasConfig, variants: S
     rows = pd.concat([o[0] for o in out], ignore_index=True)
     elig = pd.concat([o[1] for o in out], ignore_index=True)
     return rows, elig, [o[2] for o in out], [o[3] for o in out], splits
+
+
+def test_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 per split: ``behaviour, split, method, p_minus, p_plus, effect`` at each method's chosen cell
+    on test; the unsteered model is method ``base`` (``p_minus = p_plus``)."""
+    d = rows[(rows.stage == "test") & rows.chosen]
+    base = d[d.method == "base"].groupby(["behaviour", "split"]).p_behaviour.mean().rename("p").reset_index()
+    base = base.assign(method="base", p_minus=base.p, p_plus=base.p).drop(columns="p")
+    e = d[d.method != "base"].groupby(["behaviour", "split", "method", "coeff"]).p_behaviour.mean().unstack("coeff")
+    e = e.rename(columns={-1.0: "p_minus", 1.0: "p_plus"}).reset_index()
+    out = pd.concat([base, e], ignore_index=True)
+    out["effect"] = out.p_plus - out.p_minus
+    return out[["behaviour", "split", "method", "p_minus", "p_plus", "effect"]]
+
+
+def chosen_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """The (layer, tau) chosen on validation for each behaviour, split and method."""
+    d = rows[(rows.stage == "test") & rows.chosen & (rows.method != "base")]
+    return d.groupby(["behaviour", "split", "method"])[["layer", "tau"]].first().reset_index()
