@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,27 +105,34 @@ class PASConfig:
 
 
 @dataclass
-class PreparedTask:
-    """A task's items with their cached prompts, predictions and activations (see `prepare`)."""
+class CachedMCQ:
+    """MCQ items in blocks of similar length, each block's prompt cached (`ChoiceTask`), so that any
+    steering of the last prompt token costs one token per item."""
 
     items: list
     blocks: list[list[int]]  # item indices per block (= per ChoiceTask)
     tasks: list[ChoiceTask]
-    pred: torch.Tensor
-    acts: PASActivations
-    caa_pos: dict[Site, torch.Tensor]
-    caa_neg: dict[Site, torch.Tensor]
-    seconds: float = 0.0
-    stats: dict = field(default_factory=dict)
 
-    @property
-    def accuracy(self) -> float:
-        return float(self.acts.correct.float().mean())
+    @classmethod
+    def build(cls, backend: Backend, items: Sequence, block_size: int = 10) -> CachedMCQ:
+        """Sort ``items`` by length and cut them into blocks (the remainder joins the last block)."""
+        if len(items) == 0:
+            raise SteerlabError("no items; pass a non-empty list of MCQ items (question, choices, answer)")
+        if len(items) < 3 * block_size:
+            raise SteerlabError(f"{len(items)} items make fewer than 3 blocks of {block_size}; lower block_size")
+        lengths = [len(backend.tokenizer(it.question + "".join(map(str, it.choices)))["input_ids"]) for it in items]
+        items = [items[i] for i in sorted(range(len(items)), key=lambda i: lengths[i])]
+        n_blocks = len(items) // block_size
+        blocks = [list(range(b * block_size, (b + 1) * block_size)) for b in range(n_blocks)]
+        blocks[-1] += list(range(n_blocks * block_size, len(items)))
+        tasks = [ChoiceTask.from_mcq(backend, [items[i] for i in ids], batch_size=len(ids)) for ids in blocks]
+        return cls(items, blocks, tasks)
 
-    def correct(self, block_ids: Sequence[int], edits=()) -> np.ndarray:
-        """Per-item correctness (items of ``block_ids`` in order) under ``edits`` at the last prompt token."""
+    def correct(self, block_ids: Sequence[int] | None = None, edits=()) -> np.ndarray:
+        """Per-item correctness (items of ``block_ids`` in order; default all) under ``edits`` at the last
+        prompt token."""
         out = []
-        for b in block_ids:
+        for b in range(len(self.blocks)) if block_ids is None else block_ids:
             task = self.tasks[b]
             logits = task.last_logits(edits, reuse_prefix=True)[0].cpu()
             for row, (cands, target) in enumerate(zip(task.candidates, task.targets, strict=True)):
@@ -133,6 +141,21 @@ class PreparedTask:
 
     def item_ids(self, block_ids: Sequence[int]) -> list[int]:
         return [i for b in block_ids for i in self.blocks[b]]
+
+
+@dataclass
+class PreparedTask(CachedMCQ):
+    """A task's cached items with the model's predictions and activations (see `prepare`)."""
+
+    pred: torch.Tensor = None
+    acts: PASActivations = None
+    caa_pos: dict[Site, torch.Tensor] = field(default_factory=dict)
+    caa_neg: dict[Site, torch.Tensor] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.acts.correct.float().mean())
 
 
 def prepare(
@@ -148,24 +171,15 @@ def prepare(
 
     ``sites`` are every site a vector may be read at. ``seed`` picks the CAA baseline's wrong letters.
     """
-    if len(items) == 0:
-        raise SteerlabError("no items; pass a non-empty list of MCQ items (question, choices, answer)")
-    if len(items) < 3 * block_size:
-        raise SteerlabError(f"{len(items)} items make fewer than 3 blocks of {block_size}; lower block_size")
     start = time.perf_counter()
     sites = sorted({backend.site(s) for s in sites}, key=lambda s: s.order)
-    lengths = [len(backend.tokenizer(it.question + "".join(map(str, it.choices)))["input_ids"]) for it in items]
-    order = sorted(range(len(items)), key=lambda i: lengths[i])
-    items = [items[i] for i in order]
-    n_blocks = len(items) // block_size
-    blocks = [list(range(b * block_size, (b + 1) * block_size)) for b in range(n_blocks)]
-    blocks[-1] += list(range(n_blocks * block_size, len(items)))  # the remainder joins the last block
+    cache = CachedMCQ.build(backend, items, block_size)
+    items = cache.items
     rng = random.Random(seed)
-    tasks, logits, full, caa_pos, caa_neg = [], [], [], [], []
+    logits, full, caa_pos, caa_neg = [], [], [], []
     k_max = max(len(it.choices) for it in items)
-    for ids in tqdm(blocks, desc="prompts", disable=not progress):
+    for ids, task in tqdm(list(zip(cache.blocks, cache.tasks, strict=True)), desc="prompts", disable=not progress):
         chunk = [items[i] for i in ids]
-        task = ChoiceTask.from_mcq(backend, chunk, batch_size=len(chunk))
         out = task.prefix_forward(0, record=sites)
         last = out.logits[:, -1].float().cpu()
         logits.append(torch.stack([_pad(last[r, c], k_max) for r, c in enumerate(task.candidates)]))
@@ -174,17 +188,16 @@ def prepare(
             letter = torch.tensor([[task.candidates[r][a]] for r, a in enumerate(answers)])
             acts = task.prefix_forward(0, letter, record=sites).activations
             store.append({s: acts[s][:, -1].float().cpu() for s in sites})
-        tasks.append(task)
     pred, correct = predictions(torch.cat(logits), [it.answer for it in items])
     pairs = ipas_pairs(items, pred.tolist())
     ip = collect_pairs(backend, pairs, sites, read="completion_last", batch_size=block_size, progress=progress)
     cat = lambda parts: {s: torch.cat([p[s] for p in parts]) for s in sites}  # noqa: E731
     acts = PASActivations(correct, cat(full), ip.pos, ip.neg)
     seconds = time.perf_counter() - start
-    stats = {"n_items": len(items), "n_blocks": n_blocks, "base_accuracy": float(correct.float().mean()),
-             "mean_prompt_tokens": float(np.mean([t._batches[0].attention_mask.sum(1).float().mean() for t in tasks])),
-             "prepare_seconds": round(seconds, 1)}  # fmt: skip
-    return PreparedTask(items, blocks, tasks, pred, acts, cat(caa_pos), cat(caa_neg), seconds, stats)
+    tokens = [len(backend.tokenizer(p)["input_ids"]) for t in cache.tasks for p in t.prompts]
+    stats = {"n_items": len(items), "n_blocks": len(cache.blocks), "base_accuracy": float(correct.float().mean()),
+             "mean_prompt_tokens": float(np.mean(tokens)), "prepare_seconds": round(seconds, 1)}  # fmt: skip
+    return PreparedTask(items, cache.blocks, cache.tasks, pred, acts, cat(caa_pos), cat(caa_neg), stats)
 
 
 def _pad(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -325,8 +338,61 @@ def summarize(results: pd.DataFrame, by: Sequence[str] = ("method", "selection")
         raise SteerlabError("no successful runs to summarise (every method failed; see the 'error' column)")
     rows = []
     for key, g in ok.groupby(list(by)):
-        r = paired_test(g.steered.to_numpy(), g.base.to_numpy()) if len(g) > 1 else {"delta": g.delta.mean()}
+        with warnings.catch_warnings():  # zero-variance deltas (e.g. all 0) warn; the row shows it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = paired_test(g.steered.to_numpy(), g.base.to_numpy()) if len(g) > 1 else {"delta": g.delta.mean()}
         stats = {k: r.get(k, np.nan) for k in ("delta", "ci_low", "ci_high", "p")}
         rows.append({**dict(zip(by, key, strict=True)), "base": g.base.mean(), "steered": g.steered.mean(),
                      **stats, "n_seeds": len(g)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def run_file(
+    path: str,
+    out: str,
+    *,
+    variant: str = "ipasa",
+    model: str | None = None,
+    seeds: int = 5,
+    n_items: int | None = 300,
+    block_size: int = 10,
+    cfg: PASConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """The whole PAS pipeline on an MCQ JSONL file (``question``, ``choices``, ``answer``), written to ``out``:
+    ``results.csv`` (per seed), ``grid.csv`` (validation grid), ``summary.json`` (chosen layer and strength
+    per seed, mean Δacc with its CI and p) and ``vector`` (the seed-0 chosen vector, at strength 1)."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from steerlab.data import load_mcq_jsonl, sample
+    from steerlab.models import load_model
+    from steerlab.vectors import Provenance, SteeringVector
+
+    if variant not in VARIANTS:
+        raise SteerlabError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    cfg = dataclasses.replace(cfg or PASConfig(), methods=(variant,))
+    items = load_mcq_jsonl(path)
+    if n_items is not None and len(items) > n_items:
+        items = sample(items, n_items, 0)
+    backend = load_model(model)
+    prep = prepare(backend, items, cfg.sites, block_size=block_size, progress=progress)
+    results, grid, chosen = run_pas(prep, cfg, range(seeds), progress=progress)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    results.to_csv(folder / "results.csv", index=False)
+    grid.to_csv(folder / "grid.csv", index=False)
+    ok = results[(results.selection == "grid")].dropna(subset=["delta"])
+    summary = {"data": str(path), "model": backend.name, "variant": variant, **prep.stats,
+               "chosen": ok[["seed", "layer", "coeff", "val_accuracy"]].to_dict("records"),
+               "test": summarize(results).to_dict("records") if not ok.empty else [],
+               "errors": results.get("error", pd.Series(dtype=str)).dropna().unique().tolist()}  # fmt: skip
+    if (variant, "grid", 0) in chosen:
+        prov = Provenance(model=backend.name, d_model=backend.d_model, n_layers=backend.n_layers,
+                          method=f"pas_{variant}", backend=backend.kind, dataset=str(path), read_position="last_token",
+                          extra={"read_site": cfg.read, "scale": cfg.scale, "seed": 0})  # fmt: skip
+        SteeringVector(chosen[(variant, "grid", 0)], prov).save(folder / "vector")
+        summary["vector"] = str(folder / "vector")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
