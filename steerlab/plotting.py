@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -498,6 +499,8 @@ def plot_steering_tradeoff(
         ax.plot(w["perplexity"].iloc[-1], w[metric].iloc[-1], "o", color=line.get_color())
         ax.plot(w["perplexity"].iloc[0], w[metric].iloc[0], "x", color=line.get_color())
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("perplexity of held-out text (edit at every position, log scale)")
     ax.set_ylabel(f"mean {metric}")
     ax.legend(fontsize=7)

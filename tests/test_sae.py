@@ -169,3 +169,25 @@ def test_compare_methods_puts_methods_on_the_same_axes(tiny):
     assert df[(df.coeff == 2) & (df.metric == "perplexity")].value.ne(ppl0.iloc[0]).all()
     table = effect_table(df)
     assert set(table.method) == {"latent", "clamp"} and table.strength.tolist() == [2.0, 2.0]
+
+
+def test_sae_plots_draw_from_tidy_frames():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from steerlab.plotting import plot_latent_scores, plot_steering_tradeoff
+
+    ax = plot_latent_scores(decompose(tiny_sae(), torch.randn(32), top=3))
+    assert ax.get_ylabel() == "score / max |score|"
+    rows = [
+        {"method": m, "coeff": c, "metric": metric, "value": v, "example_id": 0}
+        for m in ("a", "b")
+        for c in (-1.0, 0.0, 1.0)
+        for metric, v in (("p_behaviour", 0.5 + 0.1 * c), ("perplexity", 20 + 5 * abs(c)))
+    ]
+    ax = plot_steering_tradeoff(pd.DataFrame(rows))
+    assert len(ax.get_lines()) == 6 and ax.get_xscale() == "log"
+    with pytest.raises(SteerlabError, match="perplexity"):
+        plot_steering_tradeoff(pd.DataFrame(rows).query("metric == 'p_behaviour'"))
