@@ -250,7 +250,7 @@ def saas_weights(
     scores: Sequence[float] | np.ndarray, eligible: Sequence[bool] | np.ndarray, t: float
 ) -> Float[Tensor, " n"]:
     """SAAS weights over all instances: ``softmax(s / t)`` over the eligible ones, 0 for the others."""
-    elig = torch.as_tensor(np.asarray(eligible, dtype=bool))
+    elig = torch.as_tensor(np.array(eligible, dtype=bool))
     s = np.asarray(scores, dtype=np.float64)
     if elig.shape != (len(s),):
         raise SteerlabError(f"eligible has {elig.numel()} entries for {len(s)} scores; give one per instance")
