@@ -101,7 +101,7 @@ def test_predictions_and_ipas_pairs():
     assert pred.tolist() == [1, 0] and correct.tolist() == [True, False]
     items = [MCQItem("q1", ("a", "b", "c"), 1), MCQItem("q2", ("x", "y"), 1)]
     pairs = ipas_pairs(items, pred.tolist())
-    assert (pairs[0].positive, pairs[0].negative) == ("b", "b")
+    assert (pairs[0].positive, pairs[0].negative) == ("b", "c")  # answered right: the next option
     assert (pairs[1].prompt, pairs[1].positive, pairs[1].negative) == ("q2", "y", "x")
 
 
@@ -178,3 +178,21 @@ def test_prepare_rejects_empty_and_tiny_data(tiny):
         prepare(tiny, [], [Site(0)])
     with pytest.raises(SteerlabError, match="fewer than 3 blocks"):
         prepare(tiny, make_items(8), [Site(0)], block_size=5)
+
+
+def test_flip_binary_equals_preparing_flipped_labels(tiny):
+    from steerlab.pipelines.pas import flip_binary
+
+    items = make_items(20, k=2, seed=4)
+    flipped_items = [MCQItem(it.question, it.choices, 1 - it.answer, it.meta) for it in items]
+    sites = [Site(1)]
+    flipped = flip_binary(prepare(tiny, items, sites, block_size=5, progress=False))
+    direct = prepare(tiny, flipped_items, sites, block_size=5, progress=False)
+    assert [it.answer for it in flipped.items] == [it.answer for it in direct.items]
+    assert torch.equal(flipped.acts.correct, direct.acts.correct)
+    for name in ("full", "q_correct", "q_chosen"):
+        torch.testing.assert_close(getattr(flipped.acts, name)[Site(1)], getattr(direct.acts, name)[Site(1)])
+    torch.testing.assert_close(flipped.caa_pos[Site(1)], direct.caa_pos[Site(1)])
+    np.testing.assert_array_equal(flipped.correct([0, 1]), direct.correct([0, 1]))
+    with pytest.raises(SteerlabError, match="two-option"):
+        flip_binary(prepare(tiny, make_items(15), sites, block_size=5, progress=False))

@@ -62,8 +62,9 @@ class PASActivations:
         correct: ``[n]`` whether the model's letter prediction was right.
         full: activations of the full MCQ prompt (the PASf texts).
         q_correct: activations of question + correct option text.
-        q_chosen: activations of question + the option the model chose (equal to ``q_correct`` for
-            items it answered correctly).
+        q_chosen: activations of question + the option the model chose; for items it answered
+            correctly, question + the next option (``(answer + 1) % k``). No variant uses that side of a
+            correct item; it makes a two-option task's labels flippable without rerunning the model.
     """
 
     correct: Bool[Tensor, " n"]
@@ -180,12 +181,15 @@ def pas_vector(
 def ipas_pairs(items: Sequence, pred: Sequence[int]) -> list[ContrastPair]:
     """Question + correct option text (positive) against question + the chosen option text (negative).
 
-    For an item answered correctly both sides are the same text; `contrast_sets` uses only the side
-    each variant needs. The question becomes the user turn and the option text the assistant's reply.
+    For an item answered correctly the negative is the next option (see `PASActivations.q_chosen`);
+    `contrast_sets` uses only the sides each variant needs. The question becomes the user turn and
+    the option text the assistant's reply.
     """
     if len(items) != len(pred):
         raise SteerlabError(f"{len(items)} items but {len(pred)} predictions; give one prediction per item")
-    return [
-        ContrastPair(it.question, str(it.choices[int(it.answer)]), str(it.choices[int(p)]), {"id": i})
-        for i, (it, p) in enumerate(zip(items, pred, strict=True))
-    ]
+    pairs = []
+    for i, (it, p) in enumerate(zip(items, pred, strict=True)):
+        a, p = int(it.answer), int(p)
+        neg = (a + 1) % len(it.choices) if p == a else p
+        pairs.append(ContrastPair(it.question, str(it.choices[a]), str(it.choices[neg]), {"id": i}))
+    return pairs

@@ -25,6 +25,8 @@ letter: the dataset's own labels, no predictions) and an ``auto`` layer choice f
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import random
 import time
@@ -165,11 +167,13 @@ def prepare(
     *,
     block_size: int = 10,
     seed: int = 0,
+    ipas: bool = True,
     progress: bool = True,
 ) -> PreparedTask:
     """Run everything PAS needs from the model once for ``items`` (see the module docstring).
 
     ``sites`` are every site a vector may be read at. ``seed`` picks the CAA baseline's wrong letters.
+    ``ipas=False`` skips the question + option texts (only PASf and CAA can then run).
     """
     start = time.perf_counter()
     sites = sorted({backend.site(s) for s in sites}, key=lambda s: s.order)
@@ -189,15 +193,39 @@ def prepare(
             acts = task.prefix_forward(0, letter, record=sites).activations
             store.append({s: acts[s][:, -1].float().cpu() for s in sites})
     pred, correct = predictions(torch.cat(logits), [it.answer for it in items])
-    pairs = ipas_pairs(items, pred.tolist())
-    ip = collect_pairs(backend, pairs, sites, read="completion_last", batch_size=block_size, progress=progress)
     cat = lambda parts: {s: torch.cat([p[s] for p in parts]) for s in sites}  # noqa: E731
-    acts = PASActivations(correct, cat(full), ip.pos, ip.neg)
+    if ipas:
+        pairs = ipas_pairs(items, pred.tolist())
+        ip = collect_pairs(backend, pairs, sites, read="completion_last", batch_size=block_size, progress=progress)
+        acts = PASActivations(correct, cat(full), ip.pos, ip.neg)
+    else:
+        acts = PASActivations(correct, cat(full), {}, {})
     seconds = time.perf_counter() - start
     tokens = [len(backend.tokenizer(p)["input_ids"]) for t in cache.tasks for p in t.prompts]
     stats = {"n_items": len(items), "n_blocks": len(cache.blocks), "base_accuracy": float(correct.float().mean()),
-             "mean_prompt_tokens": float(np.mean(tokens)), "prepare_seconds": round(seconds, 1)}  # fmt: skip
+             "mean_prompt_tokens": float(np.mean(tokens)), "prepare_seconds": round(seconds, 1),
+             "chance": float(np.mean([1 / len(it.choices) for it in items])),
+             "top_letter_share": float(pred.bincount().max() / len(pred)),
+             "majority_answer_share": float(torch.tensor([it.answer for it in items]).bincount().max() / len(items)),
+             }  # fmt: skip
     return PreparedTask(items, cache.blocks, cache.tasks, pred, acts, cat(caa_pos), cat(caa_neg), stats)
+
+
+def flip_binary(prep: PreparedTask) -> PreparedTask:
+    """The same two-option task with every label flipped (e.g. sycophancy scored in the paper's direction),
+    from the cached runs: no forward pass. Right and wrong swap, and so do the iPAS texts and CAA letters."""
+    if any(len(it.choices) != 2 for it in prep.items):
+        raise SteerlabError("flip_binary needs two-option items; this task has items with more options")
+    items = [dataclasses.replace(it, answer=1 - it.answer) for it in prep.items]
+    tasks = []
+    for t in prep.tasks:
+        t2 = copy.copy(t)  # shares the cached prompts
+        t2.targets = [1 - x for x in t.targets]
+        tasks.append(t2)
+    a = prep.acts
+    acts = PASActivations(~a.correct, a.full, a.q_chosen, a.q_correct)
+    stats = {**prep.stats, "base_accuracy": float(acts.correct.float().mean()), "flipped": True}
+    return PreparedTask(items, prep.blocks, tasks, prep.pred, acts, prep.caa_neg, prep.caa_pos, stats)
 
 
 def _pad(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -362,7 +390,6 @@ def run_file(
     """The whole PAS pipeline on an MCQ JSONL file (``question``, ``choices``, ``answer``), written to ``out``:
     ``results.csv`` (per seed), ``grid.csv`` (validation grid), ``summary.json`` (chosen layer and strength
     per seed, mean Δacc with its CI and p) and ``vector`` (the seed-0 chosen vector, at strength 1)."""
-    import dataclasses
     import json
     from pathlib import Path
 
@@ -396,3 +423,14 @@ def run_file(
         summary["vector"] = str(folder / "vector")
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def tidy_tests(results: pd.DataFrame, selection: str = "grid") -> pd.DataFrame:
+    """Per-seed test accuracies in the tidy form `steerlab.stats.delta_table` / `pooled_test` read:
+    ``coeff`` 0 rows are unsteered (one per task and seed), ``coeff`` 1 rows steered (one per method)."""
+    r = results[results.selection == selection].dropna(subset=["delta"])
+    keys = [c for c in ("task", "category") if c in r.columns]
+    base = r.drop_duplicates([*keys, "seed"]).assign(method="unsteered", coeff=0.0, value=lambda d: d.base)
+    steered = r.assign(coeff=1.0, value=r.steered)
+    cols = [*keys, "method", "seed", "coeff", "value"]
+    return pd.concat([base[cols], steered[cols]], ignore_index=True).assign(metric="accuracy")

@@ -140,3 +140,48 @@ def finetune_letters(
         for p in model.parameters():
             p.requires_grad_(False)
     return pd.DataFrame(rows)
+
+
+def run_task(
+    backend: Backend,
+    task: str,
+    cfg,
+    seeds: Sequence[int],
+    *,
+    n: int,
+    block_size: int = 10,
+    max_chars: int | None = None,
+    flipped: str | None = None,
+    runs=None,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """`steerlab.pipelines.pas.prepare` + `run_pas` on one task, cached under ``runs`` (a folder) by its settings.
+
+    With ``flipped`` (e.g. ``"sycophancy_authors"`` for ``"sycophancy"``), the same cached prompts are
+    also run with the labels flipped (`flip_binary`). Returns ``{task: {"results", "grid", "chosen",
+    "stats"}}`` (and the flipped task), with ``task`` and ``category`` columns added.
+    """
+    from pathlib import Path
+
+    from steerlab.caching import cached
+    from steerlab.pipelines.pas import flip_binary, prepare, run_pas
+    from steerlab.vectors import dataset_hash
+
+    def one(prep, name: str) -> dict:
+        results, grid, chosen = run_pas(prep, cfg, seeds, progress=progress)
+        tag = {"task": name, "category": category(name)}
+        return {"results": results.assign(**tag), "grid": grid.assign(**tag), "chosen": chosen, "stats": prep.stats}
+
+    def make() -> dict:
+        items = load_task(task, n, seed=0, max_chars=max_chars)
+        ipas = any(m in ("ipasa", "ipaswo") for m in cfg.methods)
+        prep = prepare(backend, items, cfg.sites, block_size=block_size, ipas=ipas, progress=progress)
+        out = {task: one(prep, task)}
+        if flipped is not None:
+            out[flipped] = one(flip_binary(prep), flipped)
+        return out
+
+    if runs is None:
+        return make()
+    key = dataset_hash([repr(cfg), list(seeds), n, block_size, max_chars, flipped, backend.name])[:12]
+    return cached(Path(runs) / f"{task}_{key}.pt", make)
