@@ -191,3 +191,35 @@ def test_sae_plots_draw_from_tidy_frames():
     assert len(ax.get_lines()) == 6 and ax.get_xscale() == "log"
     with pytest.raises(SteerlabError, match="perplexity"):
         plot_steering_tradeoff(pd.DataFrame(rows).query("metric == 'p_behaviour'"))
+
+
+def _pairs():
+    from steerlab.data import ContrastPair
+
+    return [ContrastPair(f"Do you like {w}?", " Yes", " No") for w in ("tea", "rain", "maps", "jazz")]
+
+
+def test_yapo_with_identity_decoder_equals_bipo(tiny):
+    from steerlab.methods.bipo import train_bipo
+    from steerlab.sae.yapo import train_yapo
+
+    sae = tiny_sae(d_in=32, d_sae=32)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.eye(32))
+    kw = {"epochs": 2, "batch_size": 2, "lr": 0.05, "seed": 3}
+    v_bipo, _ = train_bipo(tiny, _pairs(), SITE, progress=False, **kw)
+    code, v, log = train_yapo(tiny, sae, _pairs(), SITE, k=32, progress=False, **kw)
+    torch.testing.assert_close(v, v_bipo, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(code, v_bipo, rtol=1e-5, atol=1e-6)
+    assert v.norm() > 0 and len(log) == 4
+
+
+def test_yapo_code_has_at_most_k_latents(tiny):
+    from steerlab.sae.yapo import train_yapo
+
+    sae = tiny_sae()
+    code, v, log = train_yapo(tiny, sae, _pairs(), SITE, k=5, epochs=2, batch_size=2, progress=False)
+    assert int((code != 0).sum()) == 5 and (log.nonzero <= 5).all()
+    torch.testing.assert_close(v, code @ sae.W_dec.detach())
+    with pytest.raises(SteerlabError, match="k <= d_sae"):
+        train_yapo(tiny, sae, _pairs(), SITE, k=65)

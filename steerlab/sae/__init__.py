@@ -5,7 +5,8 @@
 Modules: `corpus` (site activations over local text), `train` (train / cache / load SAEs), `quality`
 (L0, explained variance, dead latents, loss recovered), `compare` (behaviour effect and
 perplexity cost of steering methods on the same axes), `explain` (decompose a vector into latents,
-top-activating snippets), `steer` (latent edits and sparse reconstructions). SAELens is imported only
+top-activating snippets), `steer` (latent edits and sparse reconstructions), `yapo` (a k-sparse latent code trained with
+BiPO's objective). SAELens is imported only
 inside these modules, when a function needs it.
 """
 
@@ -15,6 +16,7 @@ from steerlab.sae.explain import decompose, explain_vector, latent_scores, top_a
 from steerlab.sae.quality import latent_stats, quality_table, sae_quality, splice
 from steerlab.sae.steer import add_latent, clamp_latent, decoder_row, latent_vector, sparse_code, sparse_vector
 from steerlab.sae.train import SAEConfig, TrainedSAE, fit_sae, load_sae, save_sae, train_sae
+from steerlab.sae.yapo import train_yapo
 
 __all__ = [
     "DEFAULT_CORPORA",
@@ -42,4 +44,5 @@ __all__ = [
     "splice",
     "top_activating",
     "train_sae",
+    "train_yapo",
 ]

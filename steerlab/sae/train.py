@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -131,6 +132,24 @@ def _training_sae(config: SAEConfig, d_in: int):
     return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=config.l1_coefficient, **common))
 
 
+@contextlib.contextmanager
+def _quiet_sae_lens() -> Iterator[None]:
+    """Silence SAELens's training progress bars (it has no switch for them) within one call."""
+    from functools import partial
+
+    from sae_lens.training import activation_scaler, sae_trainer
+
+    modules = (activation_scaler, sae_trainer)
+    saved = [m.tqdm for m in modules]
+    try:
+        for m, bar in zip(modules, saved, strict=True):
+            m.tqdm = partial(bar, disable=True)
+        yield
+    finally:
+        for m, bar in zip(modules, saved, strict=True):
+            m.tqdm = bar
+
+
 def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: bool = True):
     """Train an SAE on a ``[n, d_model]`` activation matrix with SAELens's ``SAETrainer``; returns the
     inference SAE (normalisation folded in, unit-norm decoder rows)."""
@@ -152,9 +171,8 @@ def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: b
         n_batches_for_norm_estimate=min(20, steps), logger=LoggingConfig(log_to_wandb=False),
     )  # fmt: skip
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_batches(acts.float(), batch, config.seed))
-    if not progress:  # SAELens has no switch for its progress bar
-        trainer._update_pbar = lambda *args, **kwargs: None
-    trained = trainer.fit()
+    with contextlib.nullcontext() if progress else _quiet_sae_lens():
+        trained = trainer.fit()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, fold_W_dec_norm=True)
