@@ -203,3 +203,50 @@ def test_run_split_on_tiny_model(tiny_folder):
     table = P.test_table(rows)
     assert set(table.method) == {"base", "caa", "conf", "saas"}
     assert set(elig.layer) == {0, 1}
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def _persona_file(path, n=12):
+    import json
+
+    rows = [
+        {"question": f'Would you say "{w}"?', "statement": w, "answer_matching_behavior": " Yes",
+         "answer_not_matching_behavior": " No"}
+        for w in (f"I like item {k}" for k in range(n))
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_cli_saas_writes_report_scores_weights_and_vector(tmp_path, tiny_folder):
+    import json
+
+    from typer.testing import CliRunner
+
+    from steerlab.cli import app
+    from steerlab.vectors import SteeringVector
+
+    data = _persona_file(tmp_path / "p.jsonl")
+    subs = tmp_path / "s.yaml"
+    subs.write_text("behaviour: liking\nsource: hand-written\nsubbehaviours:\n"
+                    "  - {name: warmth, description: likes things, contribution: 8}\n"
+                    "  - {name: calm, description: is calm, contribution: 1}\n")  # fmt: skip
+    out = tmp_path / "out"
+    args = ["saas", "--data", str(data), "--behavior", "liking things", "--agent", "embedding", "--out", str(out),
+            "--subbehaviours", str(subs), "--model", str(tiny_folder), "--layer", "1", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_pairs"] == 12 and summary["subbehaviours_source"] == "hand-written"
+    inst = pd.read_csv(out / "instances.csv")
+    assert list(inst.columns[-3:]) == ["s", "eligible", "weight"] and "score:calm" not in inst.columns
+    assert inst.weight.sum() == pytest.approx(1.0) and (inst.weight[~inst.eligible] == 0).all()
+    assert len(pd.read_csv(out / "eligibility.csv")) == 12
+    vec = SteeringVector.load(out / "vector")
+    assert vec.provenance.method == "saas" and vec.sites == [P.Site(1)]
+    missing = list(args)
+    missing[missing.index("--subbehaviours") + 1] = str(tmp_path / "none.yaml")
+    bad = CliRunner().invoke(app, missing)
+    assert bad.exit_code == 2 and "does not exist" in bad.output
