@@ -123,8 +123,9 @@ def train_yapo(
                 if k < len(code):
                     with torch.no_grad():  # keep the k largest entries: exact zeros elsewhere
                         code[code.abs().argsort(descending=True)[k:]] = 0.0
+                c = code.detach()
                 rows.append({"step": len(rows) + 1, "epoch": epoch, "loss": float(loss.detach()), "lr": step_lr,
-                             "nonzero": int((code != 0).sum()), "v_norm": float((code @ W).norm())})  # fmt: skip
+                             "nonzero": int((c != 0).sum()), "v_norm": float((c @ W).norm())})  # fmt: skip
                 bar.update(1)
     c = code.detach().float().cpu()
     return c, (code.detach() @ W).float().cpu(), pd.DataFrame(rows)
