@@ -196,3 +196,17 @@ def test_flip_binary_equals_preparing_flipped_labels(tiny):
     np.testing.assert_array_equal(flipped.correct([0, 1]), direct.correct([0, 1]))
     with pytest.raises(SteerlabError, match="two-option"):
         flip_binary(prepare(tiny, make_items(15), sites, block_size=5, progress=False))
+
+
+def test_pas_plots():
+    import pandas as pd
+
+    from steerlab.plotting import plot_pas_sample_size, plot_pas_sites
+
+    t = pd.DataFrame({"kind": ["resid_post", "mlp_in"], "read": "same", "method": "pasf", "delta": [0.1, -0.1],
+                      "ci_low": [0.0, -0.2], "ci_high": [0.2, 0.0]})  # fmt: skip
+    assert plot_pas_sites(t).get_ylabel() == "Δ test accuracy (95% CI)"
+    r = pd.DataFrame(
+        {"train_size": [12, 24, 12, 24], "delta": [0.0, 0.1, 0.05, 0.1], "method": "pasf", "seed": [0, 0, 1, 1]}
+    )
+    assert plot_pas_sample_size(r).get_xlabel() == "training items"

@@ -134,7 +134,7 @@ def finetune_letters(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            rows.append({"step": step, "loss": float(loss)})
+            rows.append({"step": step, "loss": loss.item()})
     finally:
         model.eval()
         for p in model.parameters():
