@@ -135,6 +135,7 @@ def test_train_tiny_sae_reports_finite_metrics_and_caches(tiny, tmp_path, monkey
     torch.testing.assert_close(trained.sae.W_dec.norm(dim=1), torch.ones(64))  # decoder folded to unit rows
     again = train_sae(tiny, SITE, cfg, progress=False)  # from the cache, not retrained
     assert again.folder == trained.folder and torch.equal(again.sae.W_dec, trained.sae.W_dec)
+    assert trained.folder.parent == tmp_path / "saes"
     assert again.metrics == pytest.approx(m)
 
 
@@ -223,3 +224,23 @@ def test_yapo_code_has_at_most_k_latents(tiny):
     torch.testing.assert_close(v, code @ sae.W_dec.detach())
     with pytest.raises(SteerlabError, match="k <= d_sae"):
         train_yapo(tiny, sae, _pairs(), SITE, k=65)
+
+
+def test_cli_sae_train_on_the_tiny_model(tiny_folder, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from steerlab.cli import app
+
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))
+    args = ["sae", "train", "--model", str(tiny_folder), "--layer", "1", "--tokens", "400", "--d-sae", "64",
+            "--k", "4", "--epochs", "1", "--eval-tokens", "64", "--threads", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{") :])
+    assert math.isfinite(metrics["explained_variance"]) and metrics["l0"] <= 4
+    (folder,) = (tmp_path / "saes").iterdir()
+    assert folder.name.startswith("tiny") and (folder / "steerlab_sae.json").exists()
+    bad = CliRunner().invoke(app, ["sae", "train", "--model", str(tiny_folder), "--layer", "7"])
+    assert bad.exit_code == 2 and "out of range" in bad.output

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -104,8 +105,12 @@ class TrainedSAE:
 
 
 def sae_key(backend: Backend, site: Site, config: SAEConfig) -> str:
-    """Cache folder name: model, site, architecture and a hash of every setting."""
-    return f"{backend.name}_{site}_{config.architecture}{config.d_sae}_{dataset_hash([config.to_dict()])[:10]}"
+    """Cache folder name: model, site, architecture and a hash of every setting (and of the model's full
+    name, which may be a path)."""
+    model = re.sub(r"[^A-Za-z0-9.-]+", "_", Path(backend.name).name).strip("_") or "model"
+    hashed = [config.to_dict()] if model == backend.name else [config.to_dict(), backend.name]
+    digest = dataset_hash(hashed)[:10]
+    return f"{model}_{site}_{config.architecture}{config.d_sae}_{digest}"
 
 
 def sae_cache_dir() -> Path:
