@@ -400,12 +400,15 @@ def plot_saas_effect(df: pd.DataFrame, x: str, ax: Axes | None = None, *, hue: s
 # --------------------------------------------------------------------------- CAE robustness
 
 
-def plot_id_ood(effects: pd.DataFrame, ax: Axes | None = None, group: str = "behaviour") -> Axes:
+def plot_id_ood(effects: pd.DataFrame, ax: Axes | None = None, group: str = "behaviour", value: str = "effect") -> Axes:
     """Steering effect with 95% CI per prompt form (``id`` first), grouped by ``group`` (CAE finding 1).
 
-    ``effects`` is `steerlab.robustness.id_ood_effects` output with a ``group`` column added.
+    ``effects`` is `steerlab.robustness.id_ood_effects` output with a ``group`` column added; ``value``
+    is ``"effect"`` (columns effect, lo, hi) or ``"dz"`` (the standardised effect: dz, dz_lo, dz_hi).
     """
-    _check(effects, ["form", "effect", "lo", "hi", group], "plot_id_ood")
+    _check(effects, ["form", value, f"{value}_lo" if value != "effect" else "lo", group], "plot_id_ood")
+    lo_col, hi_col = ("lo", "hi") if value == "effect" else (f"{value}_lo", f"{value}_hi")
+    effects = effects.rename(columns={value: "_v", lo_col: "_lo", hi_col: "_hi"})
     ax = _axes(ax)
     forms = list(dict.fromkeys(["id", *effects.form]))
     forms = [f for f in forms if f in set(effects.form)]
@@ -414,11 +417,11 @@ def plot_id_ood(effects: pd.DataFrame, ax: Axes | None = None, group: str = "beh
     for i, form in enumerate(forms):
         d = effects[effects.form == form].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(forms) - 1) / 2) * width
-        err = np.vstack([d.effect - d.lo, d.hi - d.effect])
-        ax.bar(x, d.effect, width, yerr=err, capsize=2, label=form)
+        err = np.vstack([d._v - d._lo, d._hi - d._v])
+        ax.bar(x, d._v, width, yerr=err, capsize=2, label=form)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
-    ax.set_ylabel("effect: score(+s) - score(-s)")
+    ax.set_ylabel("effect: score(+s) - score(-s)" if value == "effect" else "standardised effect (mean/sd)")
     ax.legend(title="form", fontsize=8)
     return ax
 

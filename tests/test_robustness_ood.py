@@ -25,6 +25,9 @@ def test_probe_scores_equal_sklearn():
     want = ref.predict_proba(scaler.transform(new.double().numpy()))[:, 1]
     assert probe.score(new) == pytest.approx(want, abs=1e-8)
     assert probe.accuracy(pos, neg) == pytest.approx(probe.train_accuracy)
+    logit = ref.decision_function(scaler.transform(new.double().numpy()))
+    assert probe.logit(new) == pytest.approx(logit, abs=1e-8)
+    assert probe.score(new) == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-10)
 
 
 def test_completion_features_are_the_mean_over_completion_tokens(tiny):
@@ -45,12 +48,18 @@ def test_ood_evaluation_is_tidy_and_zero_strength_is_unsteered(tiny):
     df = ood_evaluation(tiny, vec, [-1.0, 0.0, 1.0], pairs, {"open": ["Say something.", "Why?"]}, probe,
                         max_new_tokens=4, progress=False)  # fmt: skip
     assert set(df.form) == {"id", "open"}
-    assert set(df[df.form == "open"].metric) == {"probe_p"}
-    gens = df[(df.form == "open") & (df.coeff == 0.0)]
+    assert set(df[df.form == "open"].metric) == {"probe_p", "probe_logit"}
+    gens = df[(df.form == "open") & (df.coeff == 0.0) & (df.metric == "probe_p")]
     feats = completion_features(tiny, [tiny.chat(p) for p in gens.prompt], gens.completion.tolist(), Site(1))
     assert gens.value.to_numpy() == pytest.approx(probe.score(feats), abs=1e-6)
     eff = id_ood_effects(df)
     assert list(eff.form) == ["id", "open"] and eff.n.tolist() == [2, 2]
+    assert list(eff.metric) == ["p_behaviour", "probe_logit"]
+    w = df[(df.form == "open") & (df.metric == "probe_logit")].pivot_table(index="example_id", columns="coeff",
+                                                                            values="value")  # fmt: skip
+    diff = (w[1.0] - w[-1.0]).to_numpy()
+    assert eff.effect.iloc[1] == pytest.approx(diff.mean())
+    assert eff.dz.iloc[1] == pytest.approx(diff.mean() / diff.std(ddof=1))
 
 
 def test_rewrites():

@@ -31,6 +31,8 @@ def test_plots_draw():
                         "lo": [0.1, -0.1, 0.0, -0.05], "hi": [0.3, 0.1, 0.2, 0.15]})  # fmt: skip
     ax = plot_id_ood(eff)
     assert len(ax.patches) == 4
+    eff = eff.assign(dz=eff.effect * 2, dz_lo=eff.lo * 2, dz_hi=eff.hi * 2)
+    assert plot_id_ood(eff, value="dz").get_ylabel().startswith("standardised")
     n = np.repeat([1, 2, 4, 8, 16, 32], 5).astype(float)
     ss = pd.DataFrame({"n_pairs": n, "metric": "cosine", "value": 1 - np.exp(-n / 5)})
     ax = plot_sample_size(ss, fit_saturation(ss), metric="cosine")

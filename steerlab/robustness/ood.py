@@ -111,6 +111,13 @@ class BehaviourProbe:
             raise SteerlabError(f"features must be [n, d_model], got shape {tuple(features.shape)}")
         return self.model.predict_proba(features.double().cpu().numpy())[:, 1]
 
+    def logit(self, features: Float[Tensor, "n d"]) -> np.ndarray:
+        """The probe's log-odds for each row. Linear in the features, it does not saturate far from the
+        training distribution (the probability does, e.g. on generated text, for a probe trained at answers)."""
+        if features.dim() != 2:
+            raise SteerlabError(f"features must be [n, d_model], got shape {tuple(features.shape)}")
+        return self.model.decision_function(features.double().cpu().numpy())
+
     def accuracy(self, pos: Tensor, neg: Tensor) -> float:
         """Held-out accuracy (threshold 0.5) on positive and negative activations."""
         p = np.r_[self.score(pos), self.score(neg)]
@@ -184,8 +191,8 @@ def ood_evaluation(
 
     Returns:
         Tidy DataFrame ``form, coeff, example_id, metric, value, prompt, completion``: form ``"id"``
-        has metrics ``p_behaviour`` and ``logit_diff``; each OOD form has ``probe_p`` (with its
-        prompt and completion).
+        has metrics ``p_behaviour`` and ``logit_diff``; each OOD form has ``probe_p`` and
+        ``probe_logit`` (the probe's probability and log-odds, with the prompt and completion).
     """
     if not ood_prompts:
         raise SteerlabError("no OOD prompt sets were given; pass e.g. {'open-ended': questions}")
@@ -201,30 +208,39 @@ def ood_evaluation(
             df = generations(backend, prompts, edits=edits, max_new_tokens=max_new_tokens, batch_size=batch_size)
             formatted = [backend.chat(p) for p in prompts]
             feats = completion_features(backend, formatted, df.completion.tolist(), probe.site, batch_size=batch_size)
-            df = df.assign(metric="probe_p", value=probe.score(feats))
+            df = pd.concat([df.assign(metric="probe_p", value=probe.score(feats)),
+                            df.assign(metric="probe_logit", value=probe.logit(feats))])  # fmt: skip
         rows.append(df.assign(form=form, coeff=float(coeff)))
     out = pd.concat(rows, ignore_index=True)
     cols = ["form", "coeff", "example_id", "metric", "value", "prompt", "completion"]
     return out.reindex(columns=cols)
 
 
-def id_ood_effects(df: pd.DataFrame, *, low: float | None = None, high: float | None = None) -> pd.DataFrame:
-    """Per form: the effect ``mean(value at high) - mean(value at low)`` with a paired 95% CI.
+def id_ood_effects(
+    df: pd.DataFrame, *, ood_metric: str = "probe_logit", low: float | None = None, high: float | None = None
+) -> pd.DataFrame:
+    """Per form: the paired effect ``mean(value at high - value at low)`` with a 95% t-interval, and the
+    standardised effect ``dz = mean / sd`` of the paired differences (with the interval divided by the
+    same sd), which puts ID (``p_behaviour``) and OOD (``ood_metric``) effects on one unit-free scale.
 
-    The metric is ``p_behaviour`` for ID and ``probe_p`` for OOD forms; ``low``/``high`` default to
-    the smallest and largest strengths in ``df``.
+    ``low``/``high`` default to the smallest and largest strengths in ``df``.
     """
     from steerlab.stats import mean_ci
 
     low = float(df.coeff.min()) if low is None else low
     high = float(df.coeff.max()) if high is None else high
+    keep = df[((df.form == "id") & (df.metric == "p_behaviour")) | ((df.form != "id") & (df.metric == ood_metric))]
+    if keep.empty:
+        raise SteerlabError(f"no rows with metric p_behaviour (id) or {ood_metric!r} (ood); metrics: {set(df.metric)}")
     rows = []
-    for form, d in df[df.metric.isin(["p_behaviour", "probe_p"])].groupby("form", sort=False):
+    for form, d in keep.groupby("form", sort=False):
         w = d.pivot_table(index="example_id", columns="coeff", values="value")
         if low not in w or high not in w:
             raise SteerlabError(f"form {form!r} has no rows at strengths {low} and {high}; it has {list(w.columns)}")
-        effect, lo, hi = mean_ci((w[high] - w[low]).to_numpy())
-        base = float(w[0.0].mean()) if 0.0 in w else float("nan")
-        rows.append({"form": form, "metric": d.metric.iloc[0], "base": base, "effect": effect, "lo": lo, "hi": hi,
-                     "n": len(w)})  # fmt: skip
+        diff = (w[high] - w[low]).to_numpy()
+        effect, lo, hi = mean_ci(diff)
+        sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")
+        sd = sd if sd > 0 else float("nan")
+        rows.append({"form": form, "metric": d.metric.iloc[0], "effect": effect, "lo": lo, "hi": hi,
+                     "dz": effect / sd, "dz_lo": lo / sd, "dz_hi": hi / sd, "n": len(w)})  # fmt: skip
     return pd.DataFrame(rows)
