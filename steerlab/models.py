@@ -133,12 +133,17 @@ def local_folder(name: str | None = None) -> Path | str:
     hf.hf_quantizer = None
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
-    tmp = folder.with_name(folder.name + ".partial")
+    # Written under a per-process name, then renamed: a killed conversion never leaves a half-written
+    # cache behind, and two processes converting at once (parallel tests) do not clobber each other.
+    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     hf.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    if (folder / "config.json").exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # a killed conversion never leaves a half-written cache behind
+    tmp.rename(folder)
     logger.info("cached %s in %.0f s", name, time.perf_counter() - start)
     return folder
 
