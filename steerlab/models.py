@@ -143,7 +143,10 @@ def local_folder(name: str | None = None) -> Path | str:
         shutil.rmtree(tmp, ignore_errors=True)
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # lost a race with another process: its complete copy is in place
+        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("cached %s in %.0f s", name, time.perf_counter() - start)
     return folder
 
