@@ -533,7 +533,7 @@ def plot_steering_tradeoff(
     the largest positive strength of each method is marked with a filled circle, the most negative with an x."""
     _check(df, ["coeff", "metric", "value", hue], "plot_steering_tradeoff")
     ax = _axes(ax)
-    for key, g in df.groupby(hue, sort=False):
+    for key, g in df.groupby(hue):  # sorted, as seaborn orders hues, so colours match plot_metric_vs_coeff
         w = g.pivot_table(index="coeff", columns="metric", values="value").sort_index()
         if metric not in w or "perplexity" not in w:
             raise SteerlabError(f"plot_steering_tradeoff needs metrics {metric!r} and 'perplexity'; got {list(w)}")
