@@ -49,3 +49,4 @@ def test_matched_effect_interpolates():
     neg = at_matched_effect(df, -0.1).iloc[0]
     assert neg.coeff == pytest.approx(-0.5) and neg.cost == pytest.approx(15.0)
     assert np.isnan(at_matched_effect(df, 0.9).iloc[0].coeff)
+    assert at_matched_effect(df, 0.25, log_cost=True).iloc[0].cost == pytest.approx(np.sqrt(12 * 30))

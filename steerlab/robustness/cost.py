@@ -89,13 +89,14 @@ def perplexity_cost(
 
 
 def at_matched_effect(
-    df: pd.DataFrame, effect: float, *, metric: str = "p_behaviour", cost: str = "perplexity"
+    df: pd.DataFrame, effect: float, *, metric: str = "p_behaviour", cost: str = "perplexity", log_cost: bool = False
 ) -> pd.DataFrame:
     """For each layer, the strength at which the behaviour moves by ``effect`` from strength 0, and
     the cost there (linear interpolation along the measured strengths on the side of ``effect``'s sign).
 
     ``effect`` is a change in ``metric`` (e.g. ``+0.1`` in p(behaviour)); layers whose measured
-    curve never reaches it get NaN.
+    curve never reaches it get NaN. With ``log_cost`` the cost is interpolated geometrically (linear in
+    its logarithm), which suits perplexity, since it grows roughly exponentially with strength.
 
     Returns:
         DataFrame ``layer, effect, coeff, cost_metric, cost`` (one row per layer).
@@ -117,7 +118,8 @@ def at_matched_effect(
             if (hi - effect) * (lo - effect) <= 0 and hi != lo:
                 t = (effect - lo) / (hi - lo)
                 coeff = side.index[i - 1] + t * (side.index[i] - side.index[i - 1])
-                cost_at = side[cost].iloc[i - 1] + t * (side[cost].iloc[i] - side[cost].iloc[i - 1])
+                a, b = side[cost].iloc[i - 1], side[cost].iloc[i]
+                cost_at = float(np.exp(np.log(a) + t * (np.log(b) - np.log(a)))) if log_cost else a + t * (b - a)
                 break
         rows.append({"layer": layer, "effect": effect, "coeff": coeff, "cost_metric": cost, "cost": cost_at})
     return pd.DataFrame(rows)
