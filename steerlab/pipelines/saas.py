@@ -175,19 +175,22 @@ def _rows(task: ChoiceTask, direction: torch.Tensor | None, layer: int, coeff: f
 
 
 def run_split(backend: Backend, prep: Prepared, split: int, indices, cfg: SaasConfig,
-              variants: Sequence[SaasVariant], *, test_grid: Sequence[str] = (), progress: bool = False):  # fmt: skip
+              variants: Sequence[SaasVariant], *, test_grid: Sequence[str] = (), progress: bool = False,
+              test_task: ChoiceTask | None = None):  # fmt: skip
     """One split: vectors on train, (layer, tau) per method chosen on validation, chosen cells on test.
 
     Methods named in ``test_grid`` are evaluated on test at every (layer, tau) too (for the by-layer and
-    by-temperature figures). Returns ``(rows, eligibility, directions, weights)``.
+    by-temperature figures). ``test_task``: a prepared task for ``prep.extra_test`` (shared by all splits,
+    so its prompts' key/value cache is computed once). Returns ``(rows, eligibility, directions, weights)``.
     """
     train, val, test = indices
     dirs, reports, weights = split_directions(backend, prep, train, cfg, variants, progress=progress)
     tests = [prep.pairs[i] for i in test] if not prep.extra_test else prep.extra_test
     test_ids = list(test) if not prep.extra_test else [f"x{i}" for i in range(len(prep.extra_test))]
     vals = [prep.pairs[i] for i in val]
+    test_task = test_task or ChoiceTask.from_pairs(backend, tests, batch_size=cfg.batch_size)
     tasks = {"val": (ChoiceTask.from_pairs(backend, vals, batch_size=cfg.batch_size), list(val)),
-             "test": (ChoiceTask.from_pairs(backend, tests, batch_size=cfg.batch_size), test_ids)}  # fmt: skip
+             "test": (test_task, test_ids)}  # fmt: skip
     frames = []
 
     def cell(stage, method, layer, tau, coeff, direction):
@@ -268,7 +271,8 @@ def run_behaviour(backend: Backend, prep: Prepared, cfg: SaasConfig, variants: S
                   test_grid: Sequence[str] = (), progress: bool = False):  # fmt: skip
     """All splits of one behaviour: concatenated rows and eligibility, plus the per-split directions."""
     splits = split_indices(len(prep.pairs), cfg.n_splits, cfg.ratios, cfg.seed)
-    out = [run_split(backend, prep, k, idx, cfg, variants, test_grid=test_grid, progress=progress)
+    shared = ChoiceTask.from_pairs(backend, prep.extra_test, batch_size=cfg.batch_size) if prep.extra_test else None
+    out = [run_split(backend, prep, k, idx, cfg, variants, test_grid=test_grid, progress=progress, test_task=shared)
            for k, idx in enumerate(splits)]  # fmt: skip
     rows = pd.concat([o[0] for o in out], ignore_index=True)
     elig = pd.concat([o[1] for o in out], ignore_index=True)
