@@ -515,8 +515,10 @@ def plot_latent_scores(df: pd.DataFrame, ax: Axes | None = None, top: int = 8) -
     d["relative score"] = d.score / d.groupby("method").score.transform(lambda s: s.abs().max())
     d["latent"] = d.latent.astype(str)
     ax = _axes(ax)
-    sns.barplot(d, x="rank", y="relative score", hue="method", ax=ax)
-    for patch, (_, row) in zip(ax.patches, d.sort_values(["method", "rank"]).iterrows(), strict=False):
+    methods = sorted(d.method.unique())  # one order for the bars and their labels
+    sns.barplot(d, x="rank", y="relative score", hue="method", hue_order=methods, ax=ax)
+    rows = d.assign(order=d.method.map(methods.index)).sort_values(["order", "rank"])
+    for patch, (_, row) in zip(ax.patches, rows.iterrows(), strict=False):
         ax.annotate(row.latent, (patch.get_x() + patch.get_width() / 2, patch.get_height()), ha="center",
                     va="bottom" if patch.get_height() >= 0 else "top", fontsize=5, rotation=90)  # fmt: skip
     ax.axhline(0, color="black", linewidth=0.6)

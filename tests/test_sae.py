@@ -180,8 +180,13 @@ def test_sae_plots_draw_from_tidy_frames():
 
     from steerlab.plotting import plot_latent_scores, plot_steering_tradeoff
 
-    ax = plot_latent_scores(decompose(tiny_sae(), torch.randn(32), top=3))
+    df = decompose(tiny_sae(), torch.randn(32), pos=torch.randn(4, 32), neg=torch.randn(4, 32), top=3)
+    ax = plot_latent_scores(df)
     assert ax.get_ylabel() == "score / max |score|"
+    expected = df.assign(rel=df.score / df.groupby("method").score.transform(lambda s: s.abs().max()))
+    expected = expected.sort_values(["method", "rank"])  # bars and their labels in the same order
+    assert [t.get_text() for t in ax.texts] == expected.latent.astype(str).tolist()
+    assert [round(float(p.get_height()), 5) for p in ax.patches][: len(expected)] == expected.rel.round(5).tolist()
     rows = [
         {"method": m, "coeff": c, "metric": metric, "value": v, "example_id": 0}
         for m in ("a", "b")
