@@ -89,3 +89,15 @@ def test_evolutionary_search_and_success_curve(tiny):
     both = hist.assign(prompt_id=0)
     curve = success_by_step(both)
     assert curve.success_rate.is_monotonic_increasing
+
+
+@pytest.mark.slow
+def test_gemma_input_embeddings_carry_the_embedding_scale(backend_kind):
+    """Gemma multiplies embeddings by sqrt(d_model) in forward: input_embeddings must include it (both backends)."""
+    from steerlab.models import load_model
+
+    lm = load_model("gemma-3-270m", backend=backend_kind)
+    ids = lm.tokenize("The cat sat.")
+    got = lm.record(ids, [Site(0, "resid_pre")])[Site(0, "resid_pre")][0]
+    want = lm.input_embeddings()[ids.input_ids[0]]
+    assert torch.allclose(want, got, rtol=1e-4, atol=1e-4 * float(got.abs().max()))
