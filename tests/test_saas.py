@@ -72,7 +72,7 @@ def test_fisher_direction_undoes_anisotropic_noise():
 def test_uniform_weights_give_the_mean_of_eligible_local_vectors():
     pos, neg = _clusters()
     rep = S.eligibility(pos, neg)
-    elig = rep.eligible.to_numpy()
+    elig = rep.eligible.to_numpy().copy()
     local = S.local_vectors(pos, neg)
     for w in (S.saas_weights(np.full(len(pos), 3.7), elig, t=1.0), S.saas_weights(np.arange(len(pos)), elig, math.inf)):
         torch.testing.assert_close(S.weighted_vector(local, w), local[elig].mean(0).float())

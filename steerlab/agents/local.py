@@ -60,7 +60,7 @@ class LocalAgent:
         return self.complete_many([messages], temperature=temperature, max_tokens=max_tokens, seed=seed)[0]
 
     def complete_many(self, conversations: Sequence[Sequence[Message]], *, temperature: float = 0.0,
-                      max_tokens: int | None = None, seed: int = 0, batch_size: int = 8) -> list[str]:  # fmt: skip
+                      max_tokens: int | None = None, seed: int = 0, batch_size: int = 16) -> list[str]:  # fmt: skip
         """Answers to many conversations, generated in batches (left-padded)."""
         prompts = [self.backend.chat(user, system=system) for system, user in map(_system_and_user, conversations)]
         out: list[str] = []
