@@ -153,7 +153,7 @@ def test_split_directions_oracles():
     dirs, reports, weights = P.split_directions(None, prep, train, cfg, variants)
     norm = float(torch.cat([pos, neg]).norm(dim=-1).mean())
     local = (pos - neg).double()
-    elig = reports[("uniform", 3)].eligible.to_numpy()
+    elig = reports[("uniform", 3)].eligible.to_numpy().copy()
 
     def scaled(v):
         return (v / v.norm() * 0.5 * norm).float()
