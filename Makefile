@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
