@@ -34,6 +34,7 @@ _EXPORTS = {
 }
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
+    "agents", "pipelines", "robustness", "sae",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -41,12 +42,16 @@ __all__ = sorted([*_EXPORTS, *_MODULES])
 if TYPE_CHECKING:  # pragma: no cover
     from steerlab import (  # noqa: F401
         activations,
+        agents,
         caching,
         data,
         interventions,
         metrics,
+        pipelines,
         plotting,
         prompts,
+        robustness,
+        sae,
         stats,
         sweeps,
         vectors,
