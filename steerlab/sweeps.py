@@ -104,11 +104,8 @@ class ChoiceTask:
         """Next-token logits at the last prompt position, one ``[batch, vocab]`` tensor per batch."""
         out = []
         for i, b in enumerate(self._batches):
-            if reuse_prefix:
-                last = Batch(b.input_ids[:, -1:], b.attention_mask[:, -1:])
-                out.append(self.backend.forward(last, prefix=self._prefix(i), edits=edits).logits[:, -1].float())
-            else:
-                out.append(self.backend.forward(b, edits=edits).logits[:, -1].float())
+            result = self.prefix_forward(i, edits=edits) if reuse_prefix else self.backend.forward(b, edits=edits)
+            out.append(result.logits[:, -1].float())
         return out
 
     def prefix_forward(self, index: int, extra: torch.Tensor | None = None, *, edits=(), record=()):
