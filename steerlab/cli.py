@@ -132,8 +132,8 @@ def parse_layers(text: str, n_layers: int, model: str = "this model") -> list[in
     return sorted(layers)
 
 
-def parse_coeffs(text: str) -> list[float]:
-    """Steering strengths from ``"-8,0,8"``: at least two distinct finite numbers, sorted.
+def parse_coeffs(text: str, min_count: int = 2) -> list[float]:
+    """Steering strengths from ``"-8,0,8"``: at least ``min_count`` distinct finite numbers, sorted.
 
     Pass a leading minus sign with ``--coeffs=-8,0,8`` or ``--coeffs -8,0,8``.
 
@@ -145,10 +145,10 @@ def parse_coeffs(text: str) -> list[float]:
         values = sorted({float(p) for p in text.split(",") if p.strip()})
     except ValueError:
         raise SteerlabError(f"cannot read coeffs {text!r}; write comma-separated numbers such as '-8,0,8'") from None
-    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+    if len(values) < min_count or not all(math.isfinite(v) for v in values):
+        why = " (the effect is the metric at the highest minus at the lowest)" if min_count == 2 else ""
         raise SteerlabError(
-            f"coeffs {text!r} must be at least two distinct finite numbers (the effect is the metric at the "
-            "highest minus at the lowest), e.g. '-8,0,8'"
+            f"coeffs {text!r} must be at least {min_count} distinct finite number(s){why}, e.g. '-8,0,8'"
         )
     return values
 
@@ -653,13 +653,16 @@ def pas(
 ) -> None:
     """Painless Activation Steering (Cui & Chen 2025) on any MCQ dataset: contrast sets from the model's
     own answers, layer and strength chosen on validation, test accuracy steered vs unsteered per seed."""
+    from steerlab.models import load_model
     from steerlab.pipelines.pas import PASConfig, run_file
 
     with _clean_errors():
         _set_threads(threads)
-        lay = tuple(int(x) for x in layers.split(","))
-        cfg = PASConfig(layers=lay, strengths=tuple(float(x) for x in strengths.split(",")))
-        s = run_file(str(data), str(out), variant=variant.value, model=model, seeds=seeds, n_items=n_items,
+        coeffs = tuple(parse_coeffs(strengths, min_count=1))
+        parse_layers(layers, 10**6)  # syntax check now; the range is checked once the model is loaded
+        lm = load_model(model)
+        cfg = PASConfig(layers=tuple(parse_layers(layers, lm.n_layers, lm.name)), strengths=coeffs)
+        s = run_file(str(data), str(out), variant=variant.value, model=lm, seeds=seeds, n_items=n_items,
                      block_size=block_size, cfg=cfg)  # fmt: skip
         typer.echo(f"{s['variant']} on {s['model']}: {s['n_items']} items, unsteered accuracy {s['base_accuracy']:.3f}")
         for c in s["chosen"]:

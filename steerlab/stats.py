@@ -187,10 +187,11 @@ def effect_ci(
     Args:
         df: tidy sweep rows of one metric (``coeff``, ``example_id``, ``value`` and the ``by`` columns).
         low, high: the two strengths compared (CAA's -1 and +1 by default).
-        by: grouping columns, e.g. ``("method", "layer")``.
+        by: grouping columns, e.g. ``("method", "layer")``; groups keep their order of appearance.
 
     Returns:
-        One row per group: the ``by`` columns, ``effect``, ``lo``, ``hi``, ``n``.
+        One row per group with both strengths: the ``by`` columns, ``effect``, ``lo``, ``hi``, ``sd`` (of
+        the paired differences; NaN below 2 examples) and ``n`` (examples with both strengths).
     """
     _require(df, [*by, "coeff", "example_id", "value"], "effect_ci")
     if "metric" in df and df.metric.nunique() > 1:
@@ -199,14 +200,18 @@ def effect_ci(
     if missing:
         present = sorted(df.coeff.unique())
         raise SteerlabError(f"effect_ci: no rows at coeff {sorted(missing)}; strengths present: {present}")
-    wide = df.pivot_table(index=[*by, "example_id"], columns="coeff", values="value")
-    diff = (wide[high] - wide[low]).dropna()
     rows = []
-    for key, v in diff.groupby(level=list(by)):
-        mean, lo, hi = mean_ci(v.to_numpy(), confidence) if len(v) > 1 else (float(v.mean()), np.nan, np.nan)
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
-                     "effect": mean, "lo": lo, "hi": hi, "n": len(v)})  # fmt: skip
-    return pd.DataFrame(rows)
+    for key, g in df.groupby(list(by), sort=False):
+        wide = g.pivot_table(index="example_id", columns="coeff", values="value")
+        if low not in wide or high not in wide:
+            continue
+        v = (wide[high] - wide[low]).dropna().to_numpy()
+        if not len(v):
+            continue
+        mean, lo, hi = mean_ci(v, confidence) if len(v) > 1 else (float(v.mean()), np.nan, np.nan)
+        sd = float(np.std(v, ddof=1)) if len(v) > 1 else np.nan
+        rows.append({**dict(zip(by, key, strict=True)), "effect": mean, "lo": lo, "hi": hi, "sd": sd, "n": len(v)})
+    return pd.DataFrame(rows, columns=[*by, "effect", "lo", "hi", "sd", "n"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -137,10 +137,40 @@ def test_parse_layers():
 def test_parse_coeffs():
     assert parse_coeffs("-8,0,8") == [-8.0, 0.0, 8.0]
     assert parse_coeffs(" 4, -4.5 ") == [-4.5, 4.0]
-    with pytest.raises(SteerlabError, match="at least two"):
+    with pytest.raises(SteerlabError, match="at least 2"):
         parse_coeffs("3")
+    assert parse_coeffs("3", min_count=1) == [3.0]
     with pytest.raises(SteerlabError, match="cannot read coeffs"):
         parse_coeffs("-8,big")
+
+
+# ----------------------------------------------------------------------------------------------- pas
+
+
+def test_pas_end_to_end(tmp_path, tiny_folder):
+    from steerlab.vectors import SteeringVector
+
+    records = [{"question": f"Which number follows {i}?", "choices": [str(i + 1), str(i + 3), str(i - 1)],
+                "answer": i % 3} for i in range(40)]  # fmt: skip
+    out = tmp_path / "run"
+    result = invoke(
+        "pas", "--data", write_jsonl(tmp_path / "next.jsonl", records), "--variant", "pasf", "--model", tiny_folder,
+        "--seeds", 2, "--layers=-1", "--strengths", "0.5", "--n-items", 40, "--block-size", 4, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["variant"] == "pasf" and summary["n_items"] == 40
+    # the tiny model answers some items right and some wrong, so both seeds have contrast sets
+    assert [(c["seed"], c["layer"], c["coeff"]) for c in summary["chosen"]] == [(0, 1, 0.5), (1, 1, 0.5)]  # -1: last
+    assert set(pd.read_csv(out / "results.csv").seed) == {0, 1}
+    assert [s.layer for s in SteeringVector.load(out / "vector").sites] == [1]
+
+
+@pytest.mark.parametrize("extra, message", [(["--layers", "5"], "layer"), (["--strengths", "x"], "cannot read")])
+def test_pas_bad_grid_exits_2(tmp_path, tiny_folder, extra, message):
+    data = mcq_file(tmp_path)
+    result = invoke("pas", "--data", data, "--model", tiny_folder, "--out", tmp_path / "run", *extra)
+    assert result.exit_code == 2 and message in result.output
 
 
 # --------------------------------------------------------------------------------------------- sweep

@@ -297,6 +297,8 @@ def test_effect_ci_is_the_paired_difference_of_high_and_low_per_group():
         assert out.loc[layer, "effect"] == pytest.approx(diff.mean())
         assert (out.loc[layer, "lo"], out.loc[layer, "hi"]) == pytest.approx((lo, hi))
         assert out.loc[layer, "lo"] < shift < out.loc[layer, "hi"]
+        assert out.loc[layer, "sd"] == pytest.approx(diff.std(ddof=1))
         assert out.loc[layer, "n"] == 20
+    assert list(effect_ci(df.iloc[::-1]).layer) == [5, 3]  # groups in order of appearance
     with pytest.raises(SteerlabError, match="no rows at coeff"):
         effect_ci(df, high=2.0)

@@ -380,7 +380,7 @@ def run_file(
     out: str,
     *,
     variant: str = "ipasa",
-    model: str | None = None,
+    model: str | Backend | None = None,
     seeds: int = 5,
     n_items: int | None = 300,
     block_size: int = 10,
@@ -389,7 +389,8 @@ def run_file(
 ) -> dict:
     """The whole PAS pipeline on an MCQ JSONL file (``question``, ``choices``, ``answer``), written to ``out``:
     ``results.csv`` (per seed), ``grid.csv`` (validation grid), ``summary.json`` (chosen layer and strength
-    per seed, mean Δacc with its CI and p) and ``vector`` (the seed-0 chosen vector, at strength 1)."""
+    per seed, mean Δacc with its CI and p) and ``vector`` (the seed-0 chosen vector, at strength 1).
+    ``model`` is a name for `steerlab.load_model` (default: the embedded model) or a loaded backend."""
     import json
     from pathlib import Path
 
@@ -403,7 +404,7 @@ def run_file(
     items = load_mcq_jsonl(path)
     if n_items is not None and len(items) > n_items:
         items = sample(items, n_items, 0)
-    backend = load_model(model)
+    backend = model if isinstance(model, Backend) else load_model(model)
     prep = prepare(backend, items, cfg.sites, block_size=block_size, progress=progress)
     results, grid, chosen = run_pas(prep, cfg, range(seeds), progress=progress)
     folder = Path(out)

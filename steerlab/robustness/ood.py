@@ -225,22 +225,18 @@ def id_ood_effects(
 
     ``low``/``high`` default to the smallest and largest strengths in ``df``.
     """
-    from steerlab.stats import mean_ci
+    from steerlab.stats import effect_ci
 
     low = float(df.coeff.min()) if low is None else low
     high = float(df.coeff.max()) if high is None else high
     keep = df[((df.form == "id") & (df.metric == "p_behaviour")) | ((df.form != "id") & (df.metric == ood_metric))]
     if keep.empty:
         raise SteerlabError(f"no rows with metric p_behaviour (id) or {ood_metric!r} (ood); metrics: {set(df.metric)}")
-    rows = []
-    for form, d in keep.groupby("form", sort=False):
-        w = d.pivot_table(index="example_id", columns="coeff", values="value")
-        if low not in w or high not in w:
-            raise SteerlabError(f"form {form!r} has no rows at strengths {low} and {high}; it has {list(w.columns)}")
-        diff = (w[high] - w[low]).to_numpy()
-        effect, lo, hi = mean_ci(diff)
-        sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")
-        sd = sd if sd > 0 else float("nan")
-        rows.append({"form": form, "metric": d.metric.iloc[0], "effect": effect, "lo": lo, "hi": hi,
-                     "dz": effect / sd, "dz_lo": lo / sd, "dz_hi": hi / sd, "n": len(w)})  # fmt: skip
-    return pd.DataFrame(rows)
+    out = effect_ci(keep.drop(columns="metric"), low=low, high=high, by=("form",))
+    lost = set(keep.form) - set(out.form)
+    if lost:
+        raise SteerlabError(f"forms {sorted(lost)} have no examples at both strengths {low} and {high}")
+    sd = out.sd.where(out.sd > 0)
+    out.insert(1, "metric", out.form.map(lambda f: "p_behaviour" if f == "id" else ood_metric))
+    out = out.assign(dz=out.effect / sd, dz_lo=out.lo / sd, dz_hi=out.hi / sd)
+    return out[["form", "metric", "effect", "lo", "hi", "dz", "dz_lo", "dz_hi", "n"]]

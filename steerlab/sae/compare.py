@@ -76,15 +76,15 @@ def effect_table(df: pd.DataFrame, metric: str = "p_behaviour") -> pd.DataFrame:
     """Per method and strength ``s > 0``: mean ``metric`` at ``+s`` minus at ``-s`` with a paired 95%
     t-interval over items, and perplexity at ``+s`` and ``-s``. Columns ``method, strength, effect, lo,
     hi, ppl_plus, ppl_minus``."""
-    from steerlab.stats import mean_ci
+    from steerlab.stats import effect_ci
 
     d = df[df.metric == metric]
     ppl = df[df.metric == "perplexity"].groupby(["method", "coeff"]).value.mean()
-    rows = []
-    for method, g in d.groupby("method"):
-        wide = g.pivot_table(index="example_id", columns="coeff", values="value")
-        for s in sorted(c for c in wide.columns if c > 0 and -c in wide.columns):
-            effect, lo, hi = mean_ci((wide[s] - wide[-s]).to_numpy())
-            rows.append({"method": method, "strength": s, "effect": effect, "lo": lo, "hi": hi,
-                         "ppl_plus": ppl.get((method, s)), "ppl_minus": ppl.get((method, -s))})  # fmt: skip
-    return pd.DataFrame(rows)
+    strengths = sorted(c for c in d.coeff.unique() if c > 0 and -c in d.coeff.values)
+    if not strengths:
+        raise SteerlabError(f"effect_table needs strengths +s and -s; {metric!r} rows have {sorted(d.coeff.unique())}")
+    t = pd.concat([effect_ci(d[d.coeff.isin([-s, s])], low=-s, high=s, by=("method",)).assign(strength=s)
+                   for s in strengths]).sort_values(["method", "strength"], ignore_index=True)  # fmt: skip
+    return t.assign(ppl_plus=[ppl.get((m, s)) for m, s in zip(t.method, t.strength, strict=True)],
+                    ppl_minus=[ppl.get((m, -s)) for m, s in zip(t.method, t.strength, strict=True)],
+                    )[["method", "strength", "effect", "lo", "hi", "ppl_plus", "ppl_minus"]]  # fmt: skip
