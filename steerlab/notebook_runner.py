@@ -8,6 +8,8 @@ the kernel ``python3`` in the notebook's own folder.
 * Full mode (``smoke=False``) writes the executed notebook back in place, so committed notebooks carry
   their outputs. The run goes to a temporary file first: a failing run never overwrites the notebook.
 * Smoke mode (``smoke=True``) writes the executed copy to a temporary folder (or to ``output``).
+* The kernel's ``$TMPDIR`` is a scratch folder removed after the run, so notebooks' temporary run
+  folders (smoke mode) do not pile up.
 
 Example:
     >>> run_notebook("notebooks/01_caa_layers.ipynb", smoke=True, figures=Path("/tmp/figs"))  # doctest: +SKIP
@@ -140,8 +142,9 @@ def run_notebook(
     target = Path(tempfile.mkdtemp(prefix="steerlab-nb-")) / path.name if in_place else output
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("running %s (%s mode) -> %s", path, "smoke" if smoke else "full", output)
+    scratch = tempfile.TemporaryDirectory(prefix="steerlab-kernel-")
     try:
-        with _environ(FIGURES_ENV, str(figures)):
+        with scratch, _environ(FIGURES_ENV, str(figures)), _environ("TMPDIR", scratch.name):
             papermill.execute_notebook(
                 str(path), str(target), parameters={"SMOKE": bool(smoke), "FIGURES": str(figures)},
                 kernel_name=KERNEL, language="python", cwd=str(path.parent), execution_timeout=timeout,

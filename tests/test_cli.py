@@ -313,8 +313,9 @@ def make_notebook(path: Path, *, parameters: bool = True, body: str | None = Non
         cell.metadata["tags"] = ["parameters"]
     body = body or (
         "import os, pathlib\n"
+        "import tempfile\n"
         "pathlib.Path(FIGURES, 'ran.json').write_text(__import__('json').dumps("
-        "[SMOKE, FIGURES, os.environ['STEERLAB_FIGURES'], os.getcwd()]))"
+        "[SMOKE, FIGURES, os.environ['STEERLAB_FIGURES'], os.getcwd(), tempfile.mkdtemp()]))"
     )
     nb.cells = [nbformat.v4.new_markdown_cell("# test"), cell, nbformat.v4.new_code_cell(body)]
     if metadata:
@@ -330,7 +331,8 @@ def test_notebooks_smoke_injects_parameters(tmp_path):
     figures = tmp_path / "figs"
     result = invoke("notebooks", nb, "--out", figures, "--smoke", "--timeout", 120)
     assert result.exit_code == 0, result.output
-    smoke, fig_param, fig_env, cwd = json.loads((figures / "ran.json").read_text())
+    smoke, fig_param, fig_env, cwd, scratch = json.loads((figures / "ran.json").read_text())
+    assert not Path(scratch).exists()  # the kernel's temporary folders are removed after the run
     assert smoke is True
     assert fig_param == fig_env == str(figures.resolve())
     assert Path(cwd) == tmp_path.resolve()  # the kernel runs in the notebook's folder
