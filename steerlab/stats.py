@@ -368,6 +368,9 @@ def pooled_test(
       metric has a larger spread weigh more.
     - Stouffer: each task's one-sided p-value from `delta_table` becomes ``z_i = Phi^-1(1 - p_i)``
       and ``Z = sum(z_i) / sqrt(k)``; ``stouffer_p`` is its one-sided p (NaN if any task's p is NaN).
+    - tasks as units: a one-sample t-test over the ``k`` per-task mean deltas (``task_t``, ``task_p``;
+      NaN below two tasks). The conservative view when seeds are not independent, e.g. random splits
+      that reuse the same items (as PAS's 15 seeds do): tasks are then the only independent units.
 
     Args:
         df: Tidy results frame with ``task``, ``group_col``, ``seed``, ``value`` and the baseline column.
@@ -381,7 +384,7 @@ def pooled_test(
 
     Returns:
         One row per group: ``group_col`` and the ``by`` columns, then ``n_tasks``, ``delta``, ``sd``,
-        ``n``, ``t``, ``p``, ``ci_low``, ``ci_high``, ``stouffer_z``, ``stouffer_p``.
+        ``n``, ``t``, ``p``, ``ci_low``, ``ci_high``, ``stouffer_z``, ``stouffer_p``, ``task_t``, ``task_p``.
 
     Example:
         >>> rows = [dict(category="persona", task=t, method="caa", metric="acc", seed=s, coeff=c,
@@ -418,6 +421,8 @@ def pooled_test(
                 z = float(np.sum(zs) / math.sqrt(len(zs)))
                 zp = float(sps.norm.sf(z)) if alternative == "greater" else float(sps.norm.cdf(z))
             res = _one_sample(grp["delta"].to_numpy(dtype=float), alternative, confidence)
+            means = grp.groupby("task")["delta"].mean().to_numpy(dtype=float)
+            by_task = _one_sample(means, alternative, confidence) if len(means) > 1 else {"t": math.nan, "p": math.nan}
             rows.append(
                 {
                     **dict(zip(outer, key, strict=True)),
@@ -425,11 +430,15 @@ def pooled_test(
                     **res,
                     "stouffer_z": z,
                     "stouffer_p": zp,
+                    "task_t": by_task["t"],
+                    "task_p": by_task["p"],
                 }
             )
     for msg in {str(w.message) for w in caught}:
         logger.warning("pooled_test: %s", msg)
-    return pd.DataFrame(rows, columns=[*outer, "n_tasks", *_TEST_COLUMNS, "stouffer_z", "stouffer_p"])
+    return pd.DataFrame(
+        rows, columns=[*outer, "n_tasks", *_TEST_COLUMNS, "stouffer_z", "stouffer_p", "task_t", "task_p"]
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -231,6 +231,9 @@ def test_pooled_test_pools_task_deltas_and_stouffer():
     ref_z = sps.combine_pvalues(per_task["p"].to_numpy(), method="stouffer")
     assert caa["stouffer_p"] == pytest.approx(ref_z.pvalue)
     assert caa["stouffer_z"] == pytest.approx(ref_z.statistic)
+    # tasks as units: a one-sample test over the per-task mean deltas
+    ref_task = sps.ttest_1samp(deltas.groupby(level="task").mean().to_numpy(), 0.0, alternative="greater")
+    assert caa["task_t"] == pytest.approx(ref_task.statistic) and caa["task_p"] == pytest.approx(ref_task.pvalue)
 
 
 def test_pooled_test_needs_task_and_group():
