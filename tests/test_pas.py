@@ -210,3 +210,10 @@ def test_pas_plots():
         {"train_size": [12, 24, 12, 24], "delta": [0.0, 0.1, 0.05, 0.1], "method": "pasf", "seed": [0, 0, 1, 1]}
     )
     assert plot_pas_sample_size(r).get_xlabel() == "training items"
+
+
+def test_long_task_caps_name_real_tasks():
+    from steerlab.pipelines.pas_tasks import LONG_TASKS, TASKS, char_cap
+
+    assert set(LONG_TASKS) <= set(TASKS)
+    assert char_cap("lsat_rc") == LONG_TASKS["lsat_rc"] and char_cap("arc") == 600

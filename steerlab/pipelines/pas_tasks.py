@@ -64,8 +64,18 @@ TASKS: dict[str, tuple[str, Callable[[], list]]] = {
 """Task name -> (category, loader)."""
 
 
+LONG_TASKS = {"lsat_ar": 1200, "lsat_lr": 1200, "lsat_rc": 4200}
+"""Character caps (question + options) for tasks whose items are long: LSAT items run 600-4,100 characters."""
+
+
 def category(task: str) -> str:
     return TASKS[task][0]
+
+
+def char_cap(task: str, default: int = 600) -> int:
+    """The notebooks' cap on an item's question + options characters (CPU time grows with prompt length):
+    ``default`` for short-item tasks, `LONG_TASKS` for LSAT. Used by the notebooks."""
+    return LONG_TASKS.get(task, default)
 
 
 def load_task(name: str, n: int | None = None, *, seed: int = 0, max_chars: int | None = None,
