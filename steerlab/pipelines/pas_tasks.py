@@ -74,7 +74,7 @@ def category(task: str) -> str:
 
 def char_cap(task: str, default: int = 600) -> int:
     """The notebooks' cap on an item's question + options characters (CPU time grows with prompt length):
-    ``default`` for short-item tasks, `LONG_TASKS` for LSAT. Used by the notebooks."""
+    ``default`` for short-item tasks, `LONG_TASKS` for LSAT."""
     return LONG_TASKS.get(task, default)
 
 

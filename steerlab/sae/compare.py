@@ -85,6 +85,6 @@ def effect_table(df: pd.DataFrame, metric: str = "p_behaviour") -> pd.DataFrame:
         raise SteerlabError(f"effect_table needs strengths +s and -s; {metric!r} rows have {sorted(d.coeff.unique())}")
     t = pd.concat([effect_ci(d[d.coeff.isin([-s, s])], low=-s, high=s, by=("method",)).assign(strength=s)
                    for s in strengths]).sort_values(["method", "strength"], ignore_index=True)  # fmt: skip
-    return t.assign(ppl_plus=[ppl.get((m, s)) for m, s in zip(t.method, t.strength, strict=True)],
-                    ppl_minus=[ppl.get((m, -s)) for m, s in zip(t.method, t.strength, strict=True)],
-                    )[["method", "strength", "effect", "lo", "hi", "ppl_plus", "ppl_minus"]]  # fmt: skip
+    t["ppl_plus"] = [ppl.get((m, s)) for m, s in zip(t.method, t.strength, strict=True)]
+    t["ppl_minus"] = [ppl.get((m, -s)) for m, s in zip(t.method, t.strength, strict=True)]
+    return t[["method", "strength", "effect", "lo", "hi", "ppl_plus", "ppl_minus"]]
