@@ -146,10 +146,9 @@ def parse_coeffs(text: str, min_count: int = 2) -> list[float]:
     except ValueError:
         raise SteerlabError(f"cannot read coeffs {text!r}; write comma-separated numbers such as '-8,0,8'") from None
     if len(values) < min_count or not all(math.isfinite(v) for v in values):
-        why = " (the effect is the metric at the highest minus at the lowest)" if min_count == 2 else ""
-        raise SteerlabError(
-            f"coeffs {text!r} must be at least {min_count} distinct finite number(s){why}, e.g. '-8,0,8'"
-        )
+        need = {1: "one finite number", 2: "two distinct finite numbers (the effect is the metric at the highest "
+                "minus at the lowest)"}.get(min_count, f"{min_count} distinct finite numbers")  # fmt: skip
+        raise SteerlabError(f"coeffs {text!r} must be at least {need}, e.g. '-8,0,8'")
     return values
 
 

@@ -137,7 +137,7 @@ def test_parse_layers():
 def test_parse_coeffs():
     assert parse_coeffs("-8,0,8") == [-8.0, 0.0, 8.0]
     assert parse_coeffs(" 4, -4.5 ") == [-4.5, 4.0]
-    with pytest.raises(SteerlabError, match="at least 2"):
+    with pytest.raises(SteerlabError, match="at least two"):
         parse_coeffs("3")
     assert parse_coeffs("3", min_count=1) == [3.0]
     with pytest.raises(SteerlabError, match="cannot read coeffs"):
