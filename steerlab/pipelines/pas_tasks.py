@@ -64,6 +64,9 @@ TASKS: dict[str, tuple[str, Callable[[], list]]] = {
 """Task name -> (category, loader)."""
 
 
+FLIPPED = {"sycophancy": "sycophancy_authors"}
+"""Tasks also scored with the labels flipped (the same cached prompts): the authors' sycophancy direction."""
+
 LONG_TASKS = {"lsat_ar": 1200, "lsat_lr": 1200, "lsat_rc": 4200}
 """Character caps (question + options) for tasks whose items are long: LSAT items run 600-4,100 characters."""
 
@@ -195,3 +198,18 @@ def run_task(
         return make()
     key = dataset_hash([repr(cfg), list(seeds), n, block_size, max_chars, flipped, backend.name])[:12]
     return cached(Path(runs) / f"{task}_{key}.pt", make)
+
+
+def run_tasks(backend: Backend, tasks: Sequence[str], cfg, seeds: Sequence[int], *, n: int, block_size: int = 10,
+              runs=None, progress: bool = True) -> dict[str, dict]:  # fmt: skip
+    """`run_task` on each of ``tasks`` with the notebooks' settings: `char_cap` per task, and the `FLIPPED`
+    twin (sycophancy in the authors' direction) run alongside. Returns the merged ``{task: ...}``."""
+    import time
+
+    out: dict[str, dict] = {}
+    for task in tasks:
+        start = time.perf_counter()
+        out.update(run_task(backend, task, cfg, seeds, n=n, block_size=block_size, max_chars=char_cap(task),
+                            flipped=FLIPPED.get(task), runs=runs, progress=progress))  # fmt: skip
+        logger.info("%s: %.0f s", task, time.perf_counter() - start)
+    return out
