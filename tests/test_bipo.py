@@ -187,7 +187,7 @@ def test_shared_first_token_gives_no_signal(tiny):
     only drifts on rounding noise (training on ``TRAIN`` reaches a norm of about 1.6)."""
     pairs = [pair("ab", "xa", "xb"), pair("cd", "xc", "xd")]
     v, log = train_bipo(tiny, pairs, SITE, epochs=2, max_completion_tokens=1, progress=False)
-    assert float(v.norm()) < 0.01
+    assert float(v.norm()) < 0.05  # rounding noise under Adam: 0.003-0.013 seen on different CPUs
     assert log["loss"].tolist() == pytest.approx([math.log(2)] * len(log), abs=1e-6)
 
 

@@ -38,7 +38,8 @@ def test_tl_resid_post_is_hf_hidden_state_plus_one(real_pair):
         hidden = nn.hf_model(input_ids=batch.input_ids, output_hidden_states=True).hidden_states
     acts = tl.record(batch, range(tl.n_layers - 1))  # HF's last hidden state has the final norm applied
     for L in range(tl.n_layers - 1):
-        torch.testing.assert_close(acts[Site(L)], hidden[L + 1], atol=1e-4, rtol=1e-4)  # same math, fp32 rounding
+        # same math, fp32 rounding: entries reach ~25,000 at the attention sink, and CPUs differ in their kernels
+        torch.testing.assert_close(acts[Site(L)], hidden[L + 1], atol=1e-3, rtol=1e-4)
 
 
 def test_backends_give_the_same_steered_logits_and_text(real_pair):
