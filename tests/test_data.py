@@ -13,6 +13,8 @@ import pytest
 
 from steerlab import data as sd
 from steerlab.data import ContrastPair, DataError, MCQItem, TextItem
+from steerlab.data.benchmarks_alignment import _TQA_DIRS
+from steerlab.data.root import _names_in
 
 try:
     ROOT: Path | None = sd.data_root()
@@ -204,7 +206,7 @@ def test_advanced_ai_risk_keeps_multi_option_labels():
 
 @needs_data
 def test_caa_sets():
-    assert set(sd.CAA_BEHAVIOURS) == set(sd._names_in(ROOT / "caa/datasets/generate", "{}/generate_dataset.json"))
+    assert set(sd.CAA_BEHAVIOURS) == set(_names_in(ROOT / "caa/datasets/generate", "{}/generate_dataset.json"))
     pair = sd.load_caa("refusal", "test")[0]
     assert pair.positive in ("(A)", "(B)") and pair.meta["split"] == "test"
     mc = sd.load_caa_mc("truthfulqa")[0]
@@ -219,7 +221,7 @@ def test_bbq_items():
     item = items[0]
     assert len(item.choices) == 3 and item.question.endswith("Who was not comfortable using the phone?")
     assert item.meta["context_condition"] in ("ambig", "disambig") and item.meta["stereotyped_groups"] == ["old"]
-    assert set(sd.BBQ_CATEGORIES) == set(sd._names_in(ROOT / "bbq/data", "{}.jsonl"))
+    assert set(sd.BBQ_CATEGORIES) == set(_names_in(ROOT / "bbq/data", "{}.jsonl"))
     with pytest.raises(DataError, match="missing from this copy"):
         sd.load_bbq("SES")
     with pytest.raises(DataError, match="did you mean 'Age'"):
@@ -242,7 +244,7 @@ def test_ethics_items_and_missing_train():
 @needs_data
 @pytest.mark.parametrize("version", ["v1", "v0", "current"])
 def test_truthfulqa_shuffle_keeps_correct_answer(version):
-    raw = json.loads((ROOT / sd._TQA_DIRS[version] / "mc_task.json").read_text(encoding="utf-8"))
+    raw = json.loads((ROOT / _TQA_DIRS[version] / "mc_task.json").read_text(encoding="utf-8"))
     items = sd.load_truthfulqa_mc1(version, seed=0)
     assert len(items) == len(raw)
     for item, record in zip(items, raw, strict=True):
