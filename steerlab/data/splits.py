@@ -1,0 +1,111 @@
+"""Seeded splits and samples of record lists: `split`, `sample` and the label-balanced `balanced_split`."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Generic, NamedTuple, TypeVar
+
+from steerlab.data.records import ContrastPair, DataError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+__all__ = ["Split", "balanced_split", "sample", "split"]
+
+
+class Split(NamedTuple, Generic[T]):
+    """Train, validation and test parts of a dataset (``val`` is empty for a two-way split)."""
+
+    train: list[T]
+    val: list[T]
+    test: list[T]
+
+
+def split(items: Sequence[T], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> Split[T]:
+    """Shuffle ``items`` with ``random.Random(seed)`` and cut them into train/val/test parts.
+
+    Args:
+        items: The records; not modified.
+        fractions: Three fractions (train, val, test) or two (train, test; ``val`` is then empty).
+            They must be non-negative and sum to 1. Part sizes are rounded at the cumulative
+            boundaries, so the sizes always add up to ``len(items)``.
+        seed: The shuffle seed; the same seed gives the same parts.
+
+    Returns:
+        A `Split` (a named tuple, so ``train, val, test = split(items)`` works).
+
+    Raises:
+        DataError: If ``items`` is empty or the fractions are invalid.
+
+    Example:
+        >>> train, val, test = split(list(range(10)), (0.6, 0.2, 0.2), seed=0)
+        >>> len(train), len(val), len(test)
+        (6, 2, 2)
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) not in (2, 3):
+        raise DataError(f"fractions must have 2 (train, test) or 3 (train, val, test) entries, got {fractions}")
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(f"fractions must be non-negative and sum to 1, got {fractions} (sum {sum(fractions):.6g})")
+    if len(items) == 0:
+        raise DataError("cannot split an empty list of items; check that the loader returned records")
+    if len(fractions) == 2:
+        fractions = (fractions[0], 0.0, fractions[1])
+    n = len(items)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    cut1 = round(n * fractions[0])
+    cut2 = max(cut1, round(n * (fractions[0] + fractions[1])))
+    parts = (order[:cut1], order[cut1:cut2], order[cut2:])
+    for name, fraction, part in zip(("train", "val", "test"), fractions, parts, strict=True):
+        if fraction > 0 and not part:
+            logger.warning("split: the %s part is empty (%d items, fraction %.3g)", name, n, fraction)
+    train, val, test = ([items[i] for i in part] for part in parts)
+    return Split(train, val, test)
+
+
+def sample(items: Sequence[T], n: int, seed: int = 0) -> list[T]:
+    """``n`` items drawn without replacement with ``random.Random(seed)``.
+
+    Raises:
+        DataError: If ``n`` is negative or larger than ``len(items)``.
+
+    Example:
+        >>> sample(list(range(100)), 3, seed=0) == sample(list(range(100)), 3, seed=0)
+        True
+    """
+    if not 0 <= n <= len(items):
+        raise DataError(f"cannot sample {n} items from {len(items)}; choose n between 0 and {len(items)}")
+    return random.Random(seed).sample(list(items), n)
+
+
+def balanced_split(pairs: Sequence[ContrastPair], sizes: Sequence[int], seed: int = 0) -> list[list[ContrastPair]]:
+    """Disjoint, label-balanced parts of the given sizes.
+
+    Pairs whose behaviour-matching answer sorts first (``"(A)"``, ``"No"``) alternate with pairs whose
+    matching answer sorts last, so every part, and every prefix of a part, is balanced: a model that
+    always answers "(A)" or "Yes" scores 0.5, not the dataset's label skew.
+
+    Raises:
+        DataError: If there are not enough pairs of either kind for the requested sizes.
+
+    Example:
+        >>> train, test = balanced_split(load_caa("refusal"), [48, 36], seed=0)  # doctest: +SKIP
+    """
+    first = sample([p for p in pairs if p.positive < p.negative], sum(p.positive < p.negative for p in pairs), seed)
+    last = sample([p for p in pairs if p.positive > p.negative], sum(p.positive > p.negative for p in pairs), seed)
+    parts, i, j = [], 0, 0
+    for n in sizes:
+        a, b = first[i : i + n - n // 2], last[j : j + n // 2]
+        if len(a) + len(b) < n:
+            raise DataError(
+                f"balanced_split: a part of {n} needs {n - n // 2} + {n // 2} pairs of each answer order, but only "
+                f"{len(first) - i} + {len(last) - j} are left of {len(pairs)}; ask for smaller parts"
+            )
+        parts.append([x for ab in zip(a, b, strict=False) for x in ab] + a[len(b) :])
+        i, j = i + len(a), j + len(b)
+    return parts
+
