@@ -3,7 +3,7 @@
 | method       | direction                                                    | source                         |
 |--------------|--------------------------------------------------------------|--------------------------------|
 | `caa`        | mean(positive) - mean(negative), streamed                    | Rimsky et al. 2024 (CAA)       |
-| `pca_center` | first PC of pair-centred activations                         | Zou et al. 2023 (RepE), repeng |
+| `pca_center` | first PC of all activations centred together                 | SAAS baseline, after RepE      |
 | `pca_diff`   | first PC of pair differences                                 | repeng                         |
 | `probe`      | L2 logistic-regression weight, strength chosen on validation | RAPTOR-style linear probe      |
 | `bipo`       | optimised so +v favours positive completions, -v negative    | Cao et al. 2024 (BiPO)         |
