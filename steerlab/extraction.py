@@ -95,6 +95,7 @@ def extract(
         for site in sites:
             directions[site], log = train_bipo(backend, pairs, site, progress=progress, **method_kwargs)
             extra[f"final_loss.{site}"] = float(log["loss"].iloc[-1]) if len(log) else None
+            extra[f"converged.{site}"] = bool(log.attrs["converged"])
     else:
         acts = activations if activations is not None else collect_pairs(backend, pairs, sites, **opts)
         if method == "probe":
