@@ -148,8 +148,8 @@ def paired_test(
     ``steered[i]`` and ``base[i]`` must come from the same seed (or example). The test is on
     ``delta = steered - base``; with the default ``alternative="greater"`` a small ``p`` means the
     steered runs score higher. The interval is the two-sided ``confidence`` t-interval of the mean
-    delta. With one pair, ``sd``, ``t``, ``p`` and the interval are NaN; with two, ``t`` and ``p`` are
-    (fewer than ``MIN_UNITS``), both with a ``RuntimeWarning``.
+    delta. With one pair, ``sd``, ``t``, ``p`` and the interval are NaN; with two (fewer than
+    ``MIN_UNITS``), ``t`` and ``p`` are NaN; both with a ``RuntimeWarning``.
     With zero variance, ``t`` is ``+-inf`` (NaN if every delta is 0), ``p`` follows from it and the
     interval collapses to the mean (also with a warning).
 
@@ -420,8 +420,9 @@ def pooled_test(
     - Stouffer: each task's one-sided p-value from `delta_table` becomes ``z_i = Phi^-1(1 - p_i)``
       and ``Z = sum(z_i) / sqrt(k)``; ``stouffer_p`` is its one-sided p (NaN if any task's p is NaN).
     - tasks as units: a one-sample t-test over the ``k`` per-task mean deltas (``task_t``, ``task_p``;
-      NaN below three tasks, `MIN_UNITS`). The conservative view when seeds are not independent, e.g. random splits
-      that reuse the same items (as PAS's 15 seeds do): tasks are then the only independent units.
+      NaN below three tasks, `MIN_UNITS`). The conservative view when seeds are not independent, e.g.
+      random splits that reuse the same items (as PAS's 15 seeds do): tasks are then the only
+      independent units.
 
     Args:
         df: Tidy results frame with ``task``, ``group_col``, ``seed``, ``value`` and the baseline column.

@@ -184,12 +184,10 @@ def test_validation_log(tiny):
 
 def test_shared_first_token_gives_no_signal(tiny):
     """Truncated to one token, ``"xa"`` and ``"xb"`` are the same completion: the loss stays log 2 and v
-    only drifts on rounding noise (training on ``TRAIN`` reaches a norm of about 1.6). Adam divides the
-    gradient by its own size, so rounding-level gradients still take steps of a fraction of ``lr``: the
-    drift measured 0.008 (tl) and 0.013 (nnsight)."""
+    only drifts on rounding noise (training on ``TRAIN`` reaches a norm of about 1.6)."""
     pairs = [pair("ab", "xa", "xb"), pair("cd", "xc", "xd")]
     v, log = train_bipo(tiny, pairs, SITE, epochs=2, max_completion_tokens=1, progress=False)
-    assert float(v.norm()) < 0.05
+    assert float(v.norm()) < 0.05  # rounding noise under Adam: 0.003-0.013 seen on different CPUs
     assert log["loss"].tolist() == pytest.approx([math.log(2)] * len(log), abs=1e-6)
     assert log.attrs["converged"] is False
 

@@ -21,7 +21,7 @@ Defaults are chosen for CPU on SmolLM2-135M with 100-200 pairs. The paper trains
 to 20 epochs (Appendix A.3); we keep beta, batch size, weight decay, zero init, the budget of 20
 epochs and the warmup-then-cosine shape over that budget (warmup: the first 10% of steps), but use
 lr 5e-2 and stop once the loss has converged (`convergence`: it has left ``log 2``, the loss at
-``v = 0``, and its mean over the last window of steps moved less than 1% from the window before). A
+``v = 0``, and its mean over the last window of steps moved by less than 1% of that drop). A
 run that ends without converging (budget spent, too few steps to judge, or a loss stuck at ``log 2``)
 says so in a logged warning and in ``log.attrs["converged"]``.
 
@@ -66,7 +66,7 @@ __all__ = ["bipo_loss", "completion_logprobs", "convergence", "encode_pairs", "t
 SignMode = Literal["pair", "batch"]
 
 DEFAULT_TOL = 0.01
-"""Converged when the window mean of the loss moves by less than this fraction of the window before."""
+"""Converged when the window mean of the loss moves by less than this fraction of its drop from ``log 2``."""
 MIN_WINDOW = 8
 """Fewest steps in a convergence window (a window is one epoch, or this many steps if an epoch is shorter)."""
 MIN_DROP = 0.05
@@ -213,7 +213,7 @@ def convergence(losses: Sequence[float], window: int, tol: float = DEFAULT_TOL) 
     Args:
         losses: The per-step training losses, in order.
         window: Steps per window (`train_bipo` uses one epoch, at least `MIN_WINDOW`).
-        tol: Largest relative change between the two windows.
+        tol: Largest change between the two windows, as a fraction of the drop ``log 2 - a``.
 
     Returns:
         ``converged`` (bool), ``reason`` (one line), ``steps``, ``window``, ``tol``, ``last_loss`` (``a``),
