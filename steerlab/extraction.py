@@ -3,7 +3,7 @@
 | method       | direction                                                    | source                         |
 |--------------|--------------------------------------------------------------|--------------------------------|
 | `caa`        | mean(positive) - mean(negative), streamed                    | Rimsky et al. 2024 (CAA)       |
-| `pca_center` | first PC of pair-centred activations                         | Zou et al. 2023 (RepE), repeng |
+| `pca_center` | first PC of all activations centred together                 | SAAS baseline, after RepE      |
 | `pca_diff`   | first PC of pair differences                                 | repeng                         |
 | `probe`      | L2 logistic-regression weight, strength chosen on validation | RAPTOR-style linear probe      |
 | `bipo`       | optimised so +v favours positive completions, -v negative    | Cao et al. 2024 (BiPO)         |
@@ -95,6 +95,7 @@ def extract(
         for site in sites:
             directions[site], log = train_bipo(backend, pairs, site, progress=progress, **method_kwargs)
             extra[f"final_loss.{site}"] = float(log["loss"].iloc[-1]) if len(log) else None
+            extra[f"converged.{site}"] = bool(log.attrs["converged"])
     else:
         acts = activations if activations is not None else collect_pairs(backend, pairs, sites, **opts)
         if method == "probe":

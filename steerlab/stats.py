@@ -3,7 +3,10 @@
 The unit of replication is a seed (or an example): a steered run and an unsteered run that share
 the seed are a pair, and tests are on the per-pair differences ``delta = steered - base``. Tests are
 one-sided (``alternative="greater"``: steering raises the metric) unless asked otherwise; confidence
-intervals are always two-sided t-intervals of the mean.
+intervals are always two-sided t-intervals of the mean. No p-value comes from fewer than ``MIN_UNITS``
+(3) units: with two, the mean and interval are reported and ``t`` and ``p`` are NaN (with a warning).
+`holm` corrects a family of p-values for multiple comparisons; power and the minimum detectable
+effect are in `steerlab.power`.
 
 Tidy frames follow the house columns ``layer, site, coeff, method, seed, metric, value`` (plus
 ``example_id``, ``task``, ``category`` where relevant). By default an unsteered row is one with
@@ -27,8 +30,11 @@ from steerlab.errors import SteerlabError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MIN_UNITS",
     "anti_steerable_fraction",
     "delta_table",
+    "effect_ci",
+    "holm",
     "mean_ci",
     "paired_test",
     "pooled_test",
@@ -39,6 +45,9 @@ Alternative = Literal["greater", "less", "two-sided"]
 _ALTERNATIVES = ("greater", "less", "two-sided")
 _GROUP_COLUMNS = ("task", "category", "method", "site", "layer", "coeff", "metric")
 _TEST_COLUMNS = ["delta", "sd", "n", "t", "p", "ci_low", "ci_high"]
+MIN_UNITS = 3
+"""Fewest units (seeds, items, tasks) a test is run on: with two, one degree of freedom makes any p-value
+hinge on a single difference, so it is not computed."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,6 +118,14 @@ def _one_sample(delta: np.ndarray, alternative: str, confidence: float) -> dict[
         se = sd / math.sqrt(n)
         t = mean / se
         half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    if n < MIN_UNITS:
+        warnings.warn(
+            f"only {n} paired values: no t or p-value from fewer than {MIN_UNITS} units (NaN); the mean and "
+            "interval are descriptive; run more seeds or items",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        t = math.nan
     return {
         "delta": mean,
         "sd": sd,
@@ -131,7 +148,8 @@ def paired_test(
     ``steered[i]`` and ``base[i]`` must come from the same seed (or example). The test is on
     ``delta = steered - base``; with the default ``alternative="greater"`` a small ``p`` means the
     steered runs score higher. The interval is the two-sided ``confidence`` t-interval of the mean
-    delta. With one pair, ``sd``, ``t``, ``p`` and the interval are NaN (with a ``RuntimeWarning``).
+    delta. With one pair, ``sd``, ``t``, ``p`` and the interval are NaN; with two (fewer than
+    ``MIN_UNITS``), ``t`` and ``p`` are NaN; both with a ``RuntimeWarning``.
     With zero variance, ``t`` is ``+-inf`` (NaN if every delta is 0), ``p`` follows from it and the
     interval collapses to the mean (also with a warning).
 
@@ -212,6 +230,39 @@ def effect_ci(
         sd = float(np.std(v, ddof=1)) if len(v) > 1 else np.nan
         rows.append({**dict(zip(by, key, strict=True)), "effect": mean, "lo": lo, "hi": hi, "sd": sd, "n": len(v)})
     return pd.DataFrame(rows, columns=[*by, "effect", "lo", "hi", "sd", "n"])
+
+
+def holm(pvalues: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
+    """Holm's step-down adjusted p-values for a family of tests (Holm 1979).
+
+    With the ``m`` p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of the ``i``-th is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where it is below ``alpha`` controls the
+    family-wise error rate at ``alpha`` under any dependence between the tests. Use it where a claim
+    picks a winner among several comparisons (methods, layers, tasks). NaN p-values (tests not run,
+    e.g. on fewer than ``MIN_UNITS`` units) stay NaN and do not count towards ``m``.
+
+    Args:
+        pvalues: The family's p-values, in any order.
+
+    Returns:
+        The adjusted p-values, float64, in the input order.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03, 0.005]).round(3).tolist()
+        [0.03, 0.06, 0.06, 0.02]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise SteerlabError(f"holm needs a 1-D list of p-values, got shape {p.shape}")
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise SteerlabError(f"p-values must lie in [0, 1], got {p[ok][(p[ok] < 0) | (p[ok] > 1)][:5].tolist()}")
+    out = np.full(p.shape, np.nan)
+    order = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,8 +420,9 @@ def pooled_test(
     - Stouffer: each task's one-sided p-value from `delta_table` becomes ``z_i = Phi^-1(1 - p_i)``
       and ``Z = sum(z_i) / sqrt(k)``; ``stouffer_p`` is its one-sided p (NaN if any task's p is NaN).
     - tasks as units: a one-sample t-test over the ``k`` per-task mean deltas (``task_t``, ``task_p``;
-      NaN below two tasks). The conservative view when seeds are not independent, e.g. random splits
-      that reuse the same items (as PAS's 15 seeds do): tasks are then the only independent units.
+      NaN below three tasks, `MIN_UNITS`). The conservative view when seeds are not independent, e.g.
+      random splits that reuse the same items (as PAS's 15 seeds do): tasks are then the only
+      independent units.
 
     Args:
         df: Tidy results frame with ``task``, ``group_col``, ``seed``, ``value`` and the baseline column.

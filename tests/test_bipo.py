@@ -15,7 +15,7 @@ from steerlab import interventions
 from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
 from steerlab.methods import bipo
-from steerlab.methods.bipo import bipo_loss, completion_logprobs, encode_pairs, train_bipo
+from steerlab.methods.bipo import bipo_loss, completion_logprobs, convergence, encode_pairs, train_bipo
 from steerlab.prompts import encode, pair_prompts
 
 CAA_REFUSAL = "/work/shared/data/caa/datasets/generate/refusal/generate_dataset.json"
@@ -189,6 +189,58 @@ def test_shared_first_token_gives_no_signal(tiny):
     v, log = train_bipo(tiny, pairs, SITE, epochs=2, max_completion_tokens=1, progress=False)
     assert float(v.norm()) < 0.05  # rounding noise under Adam: 0.003-0.013 seen on different CPUs
     assert log["loss"].tolist() == pytest.approx([math.log(2)] * len(log), abs=1e-6)
+    assert log.attrs["converged"] is False
+
+
+# ---------------------------------------------------------------------------------------------- convergence
+
+
+def test_convergence_rules():
+    log2 = math.log(2)
+    flat = [log2, 0.5, 0.3, 0.3, 0.3, 0.3]
+    c = convergence(flat, window=2)
+    assert c["converged"] and c["rel_change"] == 0.0 and c["last_loss"] == pytest.approx(0.3)
+    # change measured against the drop from log 2: 0.3 -> 0.29 is 0.01 / (log 2 - 0.29) = 2.5%
+    c = convergence([log2, 0.5, 0.3, 0.3, 0.29, 0.29], window=2)
+    assert not c["converged"] and c["rel_change"] == pytest.approx(0.01 / (log2 - 0.29))
+    assert convergence([log2, 0.5, 0.3, 0.3, 0.29, 0.29], window=2, tol=0.03)["converged"]
+    # flat at log 2 is stuck, not converged; too few steps cannot be judged
+    assert "never left log 2" in convergence([log2] * 8, window=2)["reason"]
+    c = convergence([log2, 0.6], window=2)
+    assert not c["converged"] and "too few steps" in c["reason"] and math.isnan(c["rel_change"])
+
+
+def test_a_two_step_run_is_reported_as_not_converged(tiny, caplog):
+    # the SAAS notebooks' setting: 8 pairs, 1 epoch, batch 4 = 2 steps, loss barely below log 2
+    with caplog.at_level("WARNING", logger="steerlab.methods.bipo"):
+        _, log = train_bipo(tiny, TRAIN, SITE, epochs=1, progress=False)
+    assert len(log) == 2 and log.attrs["converged"] is False
+    assert "too few steps" in log.attrs["convergence"]["reason"]
+    assert any("did not converge in 2 steps" in r.message for r in caplog.records)
+
+
+def test_trains_until_converged_and_stops(tiny, caplog):
+    with caplog.at_level("WARNING", logger="steerlab.methods.bipo"):
+        _, log = train_bipo(tiny, TRAIN, SITE, epochs=40, lr=5e-2, beta=1.0, batch_size=4, progress=False)
+    status = log.attrs["convergence"]
+    assert log.attrs["converged"] is True and status["reason"].startswith("converged")
+    assert 16 <= len(log) < 80  # stopped early, after at least two windows of 8 steps
+    assert status == convergence(log["loss"], window=8)  # judged on the log itself
+    assert status["last_loss"] < 0.2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # the same budget without early stopping runs every epoch and is judged at the end
+    _, full = train_bipo(tiny, TRAIN, SITE, epochs=25, lr=5e-2, beta=1.0, batch_size=4, tol=None, progress=False)
+    assert len(full) == 50 and isinstance(full.attrs["converged"], bool)
+
+
+def test_budget_spent_while_still_moving_and_max_steps(tiny, caplog):
+    with caplog.at_level("WARNING", logger="steerlab.methods.bipo"):
+        _, log = train_bipo(tiny, TRAIN, SITE, epochs=20, beta=0.1, batch_size=4, progress=False)
+    assert len(log) == 40 and log.attrs["converged"] is False
+    assert log.attrs["convergence"]["reason"].startswith("still moving")
+    assert any("did not converge in 40 steps" in r.message for r in caplog.records)
+    _, capped = train_bipo(tiny, TRAIN, SITE, epochs=20, max_steps=5, progress=False)
+    assert len(capped) == 5 and capped["epoch"].tolist() == [1, 1, 2, 2, 3]
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -213,6 +265,10 @@ def test_errors(tiny):
         train_bipo(tiny, TRAIN, SITE, signs="example")
     with pytest.raises(SteerlabError, match=r"shape \(32,\)"):
         train_bipo(tiny, TRAIN, SITE, init=torch.zeros(7))
+    with pytest.raises(SteerlabError, match="tol must be in"):
+        train_bipo(tiny, TRAIN, SITE, tol=1.5)
+    with pytest.raises(SteerlabError, match="max_steps"):
+        train_bipo(tiny, TRAIN, SITE, max_steps=0)
 
 
 def test_non_finite_training_suggests_lower_lr(tiny, monkeypatch):

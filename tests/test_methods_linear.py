@@ -29,11 +29,14 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
 
 
-def planted(n=200, d=D, seed=0, noise=0.3, varying=True):
-    """pos = base + a_i * u + noise, neg = base - a_i * u + noise; ``a_i`` varies across pairs if ``varying``."""
+def planted(n=200, d=D, seed=0, noise=0.3, varying=True, spread=3.0):
+    """pos = base + a_i * u + noise, neg = base - a_i * u + noise; ``a_i`` varies across pairs if ``varying``.
+
+    ``base`` has sd ``spread`` in every dimension: with the default the pairs' shared variation swamps
+    the contrast, which only the paired methods see through."""
     g = torch.Generator().manual_seed(seed)
     u = _unit(torch.randn(d, generator=g))
-    base = 3.0 * torch.randn(n, d, generator=g)
+    base = spread * torch.randn(n, d, generator=g)
     a = (0.5 + 2.5 * torch.rand(n, 1, generator=g)) if varying else torch.ones(n, 1)
     pos = base + a * u + noise * torch.randn(n, d, generator=g)
     neg = base - a * u + noise * torch.randn(n, d, generator=g)
@@ -79,9 +82,9 @@ def test_accumulator_errors():
 # ---------------------------------------------------------------------------------------------- PCA
 
 
-@pytest.mark.parametrize("method", [pca_center, pca_diff])
-def test_pca_recovers_planted_direction(method):
-    pos, neg, u = planted()
+@pytest.mark.parametrize(("method", "spread"), [(pca_center, 0.5), (pca_diff, 3.0)])
+def test_pca_recovers_planted_direction(method, spread):
+    pos, neg, u = planted(spread=spread)
     v = method(pos, neg)
     md = mean_diff(pos, neg)
     assert v.dtype == torch.float32 and v.shape == (D,)
@@ -93,29 +96,53 @@ def test_pca_recovers_planted_direction(method):
 
 @pytest.mark.parametrize("method", [pca_center, pca_diff])
 def test_pca_sign_follows_pair_order(method):
-    pos, neg, _ = planted(seed=3)
+    pos, neg, _ = planted(seed=3, spread=0.5)
     torch.testing.assert_close(method(neg, pos), -method(pos, neg), rtol=1e-4, atol=1e-5)
 
 
 def test_pca_center_and_pca_diff_match_sklearn_components():
-    pos, neg, _ = planted(n=60, seed=2)
-    center = (pos + neg) / 2
-    stacked = torch.cat([pos - center, neg - center]).double().numpy()
+    pos, neg, _ = planted(n=60, seed=2, spread=1.0)
+    pooled = torch.cat([pos, neg]).double().numpy()  # scikit-learn centres on the pooled mean
     diffs = (pos - neg).double().numpy()
-    for method, train in [(pca_center, stacked), (pca_diff, diffs)]:
+    for method, train in [(pca_center, pooled), (pca_diff, diffs)]:
         comp = torch.from_numpy(PCA(n_components=1).fit(train).components_[0])
         assert abs(_cos(method(pos, neg), comp)) > 1 - 1e-6
 
 
-def test_pca_center_handles_constant_shift_pca_diff_refuses():
-    # every pair differs by exactly the same vector: pca_center finds it; centred pca_diff has nothing left
+def test_pca_center_hand_computed_and_differs_from_pca_diff():
+    # differences (2, 1) and (2, 3): their mean is (2, 2) and they vary along (0, 1) only
+    neg = torch.tensor([[-1.0, -1.0], [-1.0, -1.5]])
+    pos = neg + torch.tensor([[2.0, 1.0], [2.0, 3.0]])
+    # pooled rows (1, 0), (1, 1.5), (-1, -1), (-1, -1.5); mean (0, -0.25); scatter [[4, 4], [4, 5.25]]
+    a, b, c = 4.0, 4.0, 5.25
+    lam = (a + c) / 2 + math.sqrt(((a - c) / 2) ** 2 + b**2)
+    u = torch.tensor([b, lam - a], dtype=torch.float64)
+    u = u / u.norm()
+    md = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(pca_center(pos, neg), ((u @ md) * u).float())
+    # pca_diff takes the axis along which the differences vary: (0, 1), scaled to md's projection (0, 2)
+    torch.testing.assert_close(pca_diff(pos, neg), torch.tensor([0.0, 2.0]))
+
+
+def test_pca_center_pools_so_shared_variation_can_hide_the_contrast():
+    # a nuisance axis that pos and neg share (spread 3) wins the pooled PCA; pca_diff still finds u
+    pos, neg, u = planted(spread=0.0, noise=0.3)
+    w = _unit(torch.randn(D, generator=torch.Generator().manual_seed(9)))
+    shared = 6.0 * torch.randn(pos.shape[0], 1, generator=torch.Generator().manual_seed(8)) * w
+    assert abs(_cos(pca_center(pos, neg), u)) > 0.99  # without the nuisance: the contrast dominates
+    assert abs(_cos(pca_diff(pos + shared, neg + shared), u)) > 0.99
+    assert abs(_cos(pca_center(pos + shared, neg + shared), u)) < 0.5
+
+
+def test_pca_center_takes_unpaired_rows_and_finds_a_constant_shift():
     g = torch.Generator().manual_seed(0)
     base = torch.randn(20, 8, generator=g)
     shift = torch.zeros(8)
-    shift[2] = 1.0
+    shift[2] = 20.0
     assert abs(_cos(pca_center(base + shift, base), shift)) > 0.999
-    with pytest.raises(SteerlabError, match="pca_center"):
-        pca_diff(base + shift, base)
+    assert abs(_cos(pca_center(base[:5] + shift, base), shift)) > 0.99  # 5 positive rows, 20 negative
+    with pytest.raises(SteerlabError, match="use mean_diff"):
+        pca_diff(base + shift, base)  # centred pair differences have nothing left
 
 
 # ---------------------------------------------------------------------------------------------- probe
@@ -216,10 +243,10 @@ def test_fisher_scores_zero_spread_is_infinite():
 # ---------------------------------------------------------------------------------------------- validation
 
 
-ALL_PAIRED = [pca_center, pca_diff, fisher_scores, lambda p, n: probe_direction(p, n)[0]]
+ALL_PAIRED = [pca_diff, fisher_scores, lambda p, n: probe_direction(p, n)[0]]
 
 
-@pytest.mark.parametrize("fn", [mean_diff, *ALL_PAIRED])
+@pytest.mark.parametrize("fn", [mean_diff, pca_center, *ALL_PAIRED])
 def test_width_mismatch_names_the_site(fn):
     with pytest.raises(SteerlabError, match=r"pos has shape \(10, 576\) but neg has \(10, 640\).*same site"):
         fn(torch.randn(10, 576), torch.randn(10, 640))
@@ -237,13 +264,13 @@ def test_too_few_pairs(fn):
         fn(torch.randn(1, 4), torch.randn(1, 4))
 
 
-@pytest.mark.parametrize("fn", [mean_diff, *ALL_PAIRED])
+@pytest.mark.parametrize("fn", [mean_diff, pca_center, *ALL_PAIRED])
 def test_missing_class(fn):
     with pytest.raises(SteerlabError, match="empty"):
         fn(torch.randn(4, 4), torch.empty(0, 4))
 
 
-@pytest.mark.parametrize("fn", [mean_diff, *ALL_PAIRED])
+@pytest.mark.parametrize("fn", [mean_diff, pca_center, *ALL_PAIRED])
 def test_nan_is_rejected(fn):
     pos = torch.randn(6, 4)
     pos[2, 1] = float("nan")
@@ -251,7 +278,7 @@ def test_nan_is_rejected(fn):
         fn(pos, torch.randn(6, 4))
 
 
-@pytest.mark.parametrize("fn", [mean_diff, *ALL_PAIRED])
+@pytest.mark.parametrize("fn", [mean_diff, pca_center, *ALL_PAIRED])
 def test_wrong_rank(fn):
     with pytest.raises(SteerlabError, match="2-D"):
         fn(torch.randn(4, 3, 8), torch.randn(4, 3, 8))
@@ -259,7 +286,7 @@ def test_wrong_rank(fn):
         fn(torch.randn(8), torch.randn(8))
 
 
-@pytest.mark.parametrize("fn", [mean_diff, *ALL_PAIRED])
+@pytest.mark.parametrize("fn", [mean_diff, pca_center, *ALL_PAIRED])
 def test_zero_mean_difference(fn):
     x = torch.randn(6, 4)
     with pytest.raises(SteerlabError, match="same mean"):

@@ -12,6 +12,7 @@ from steerlab.stats import (
     anti_steerable_fraction,
     delta_table,
     effect_ci,
+    holm,
     mean_ci,
     paired_test,
     pooled_test,
@@ -56,7 +57,16 @@ def test_paired_test_zero_variance():
         r = paired_test([0.5, 0.5], [0.5, 0.5])
     assert math.isnan(r["t"]) and math.isnan(r["p"]) and r["delta"] == 0.0
     with pytest.warns(RuntimeWarning):
-        assert paired_test([0.4, 0.4], [0.5, 0.5])["p"] == 1.0
+        assert paired_test([0.4, 0.4, 0.4], [0.5, 0.5, 0.5])["p"] == 1.0
+
+
+def test_paired_test_two_pairs_gives_no_p_value():
+    with pytest.warns(RuntimeWarning, match="fewer than 3 units"):
+        r = paired_test([0.7, 0.9], [0.5, 0.6])
+    assert math.isnan(r["t"]) and math.isnan(r["p"]) and r["n"] == 2
+    # the mean and the (wide, one degree of freedom) interval are still reported
+    ref = sps.t.interval(0.95, 1, loc=0.25, scale=sps.sem([0.2, 0.3]))
+    assert r["delta"] == pytest.approx(0.25) and (r["ci_low"], r["ci_high"]) == pytest.approx(ref)
 
 
 def test_paired_test_errors():
@@ -213,11 +223,11 @@ def test_delta_table_errors():
 
 
 def test_pooled_test_pools_task_deltas_and_stouffer():
-    df = sweep_frame()
+    df = sweep_frame(tasks=("syc", "refusal", "power"))
     pooled = pooled_test(df[df.layer == 3])
     assert set(pooled.columns) >= {"category", "method", "n_tasks", "delta", "p", "stouffer_z", "stouffer_p"}
     caa = pooled[pooled.method == "caa"].iloc[0]
-    assert caa["n_tasks"] == 2 and caa["n"] == 10
+    assert caa["n_tasks"] == 3 and caa["n"] == 15
     # pooled numbers equal a one-sample test on all (task, seed) deltas
     sub = df[(df.layer == 3) & (df.method == "caa")]
     deltas = (
@@ -305,3 +315,39 @@ def test_effect_ci_is_the_paired_difference_of_high_and_low_per_group():
     assert list(effect_ci(df.iloc[::-1]).layer) == [5, 3]  # groups in order of appearance
     with pytest.raises(SteerlabError, match="no rows at coeff"):
         effect_ci(df, high=2.0)
+
+
+# ---------------------------------------------------------------------------------------------- holm
+
+
+def test_holm_hand_computed():
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> max so far 0.06)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
+    np.testing.assert_allclose(holm([0.02]), [0.02])
+
+
+def test_holm_nan_is_left_out_of_the_family():
+    out = holm([0.01, float("nan"), 0.04])
+    assert math.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.04])
+
+
+def test_holm_matches_statsmodels():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = np.random.default_rng(0).uniform(0, 0.2, size=12)
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
+
+
+def test_holm_errors():
+    with pytest.raises(SteerlabError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])
+    with pytest.raises(SteerlabError, match="1-D"):
+        holm([[0.1, 0.2]])
+
+
+def test_pooled_test_two_tasks_gives_no_task_p():
+    df = sweep_frame(tasks=("a", "b"))
+    r = pooled_test(df).iloc[0]
+    assert int(r["n_tasks"]) == 2 and math.isnan(r["task_p"]) and math.isnan(r["task_t"])
+    assert r["p"] < 0.05  # the pooled test over tasks x seeds (n = 10) still runs

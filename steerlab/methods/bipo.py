@@ -16,21 +16,28 @@ training, without gradients. With ``d = -1`` the roles of ``y+`` and ``y-`` swap
 the one vector steer both ways. Only ``v`` is trained (AdamW); the model's weights never get a
 gradient (``torch.autograd.grad`` is taken with respect to ``v`` alone).
 
-Defaults are chosen for CPU on SmolLM2-135M with 100-200 pairs (minutes, not hours). The paper
-trains 7B models with lr 5e-4, batch 4, beta 0.1, weight decay 0.05, a cosine schedule with 100
-warmup steps, zero init and up to 20 epochs (Appendix A.3); we keep beta, batch size, weight decay,
-zero init and the warmup-then-cosine shape (warmup: the first 10% of steps), but train 2 epochs at
-lr 5e-2. A CPU run sees only a few dozen steps per epoch, AdamW moves each coordinate by at most
-about ``lr`` per step, and the residual stream of SmolLM2-135M has norm 120-160 (layer 12), so the
-paper's lr would leave ``v`` far too small to steer. Measured at layer 12 on free-form CAA refusal
+Defaults are chosen for CPU on SmolLM2-135M with 100-200 pairs. The paper trains 7B models with lr
+5e-4, batch 4, beta 0.1, weight decay 0.05, a cosine schedule with 100 warmup steps, zero init and up
+to 20 epochs (Appendix A.3); we keep beta, batch size, weight decay, zero init, the budget of 20
+epochs and the warmup-then-cosine shape over that budget (warmup: the first 10% of steps), but use
+lr 5e-2 and stop once the loss has converged (`convergence`: it has left ``log 2``, the loss at
+``v = 0``, and its mean over the last window of steps moved by less than 1% of that drop). A
+run that ends without converging (budget spent, too few steps to judge, or a loss stuck at ``log 2``)
+says so in a logged warning and in ``log.attrs["converged"]``.
+
+Why the larger lr: a CPU run sees only a few dozen steps per epoch, AdamW moves each coordinate by at
+most about ``lr`` per step, and the residual stream of SmolLM2-135M has norm 120-160 (layer 12), so
+the paper's lr would leave ``v`` far too small to steer. Measured at layer 12 on free-form CAA refusal
 pairs (question, refusing answer, other answer), scoring 16 held-out pairs' mean change of
 ``log p(y+) - log p(y-)`` under ``+v`` / ``-v``: 40 pairs, one epoch, lr 2e-2: ``|v|`` 1.7, +1.3 / -1.4
-nats; lr 1e-1: ``|v|`` 8.2, +6.2 / -6.4 nats; 150 pairs with the defaults: ``|v|`` 14.6, +13.7 /
--17.7 nats, training loss 0.69 -> 0.13. Cost: about 2 s per pair per epoch on two busy CPU cores
-(a forward and backward pass of both completions, plus the one-off reference pass).
+nats; lr 1e-1: ``|v|`` 8.2, +6.2 / -6.4 nats; 150 pairs, two epochs, lr 5e-2: ``|v|`` 14.6, +13.7 /
+-17.7 nats, training loss 0.69 -> 0.13. Cost: about 2 s per pair per epoch on two busy CPU cores (a
+forward and backward pass of both completions, plus the one-off reference pass), so the 20-epoch
+budget on 150 pairs is up to 100 minutes; pass a smaller ``epochs`` to cap it.
 
 Example:
-    >>> v, log = train_bipo(lm, pairs, "resid_post.12", epochs=2)            # doctest: +SKIP
+    >>> v, log = train_bipo(lm, pairs, "resid_post.12")                      # doctest: +SKIP
+    >>> log.attrs["converged"], log.attrs["convergence"]["reason"]           # doctest: +SKIP
     >>> lm.generate(prompt, edits=interventions.add(Site(12), v, 1.0))        # doctest: +SKIP
 """
 
@@ -39,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -54,9 +61,17 @@ from steerlab.prompts import Encoded, encode, pair_prompts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["bipo_loss", "completion_logprobs", "encode_pairs", "train_bipo"]
+__all__ = ["bipo_loss", "completion_logprobs", "convergence", "encode_pairs", "train_bipo"]
 
 SignMode = Literal["pair", "batch"]
+
+DEFAULT_TOL = 0.01
+"""Converged when the window mean of the loss moves by less than this fraction of its drop from ``log 2``."""
+MIN_WINDOW = 8
+"""Fewest steps in a convergence window (a window is one epoch, or this many steps if an epoch is shorter)."""
+MIN_DROP = 0.05
+"""A converged loss lies at least this fraction below ``log 2`` (the loss at ``v = 0``): a loss that never
+moved has not converged, it has not started."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,13 +167,17 @@ def _check_pairs(pairs: Sequence, name: str) -> list:
     return pairs
 
 
-def _check_options(epochs, lr, beta, batch_size, max_completion_tokens, signs, warmup) -> None:
+def _check_options(epochs, lr, beta, batch_size, max_completion_tokens, signs, warmup, max_steps, tol) -> None:
     def positive_int(value, what):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SteerlabError(f"{what} must be a positive int, got {value!r}")
 
     positive_int(epochs, "epochs")
     positive_int(batch_size, "batch_size")
+    if max_steps is not None:
+        positive_int(max_steps, "max_steps")
+    if tol is not None and not (isinstance(tol, int | float) and 0 < tol < 1):
+        raise SteerlabError(f"tol must be in (0, 1) (a relative change, e.g. 0.01) or None (no early stop); {tol!r}")
     if max_completion_tokens is not None:
         positive_int(max_completion_tokens, "max_completion_tokens")
     for value, what in ((lr, "lr"), (beta, "beta")):
@@ -179,6 +198,53 @@ def _initial_vector(init: Tensor | None, d_model: int, device: torch.device) -> 
     if not torch.isfinite(init).all():
         raise SteerlabError("init has NaN or inf entries; pass a finite vector (or None for the paper's zero init)")
     return torch.nn.Parameter(init.detach().to(device, torch.float32).clone())
+
+
+def convergence(losses: Sequence[float], window: int, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """Whether a BiPO loss curve has converged: it left ``log 2`` and then stopped moving.
+
+    With ``a`` the mean loss over the last ``window`` steps and ``b`` the mean over the ``window``
+    steps before, the run has converged when ``a <= (1 - MIN_DROP) * log 2`` (the loss has moved) and
+    ``|a - b| <= tol * (log 2 - a)``: the last window moved the loss by less than ``tol`` of the way it
+    has come from ``log 2`` (scale-free, and not over-strict once the loss is near 0, where a change
+    relative to the loss itself stays large). Window means smooth the noise of single batches and of
+    the random signs ``d``.
+
+    Args:
+        losses: The per-step training losses, in order.
+        window: Steps per window (`train_bipo` uses one epoch, at least `MIN_WINDOW`).
+        tol: Largest change between the two windows, as a fraction of the drop ``log 2 - a``.
+
+    Returns:
+        ``converged`` (bool), ``reason`` (one line), ``steps``, ``window``, ``tol``, ``last_loss`` (``a``),
+        ``previous_loss`` (``b``) and ``rel_change`` (``|a - b| / (log 2 - a)``); the last three are NaN
+        with fewer than ``2 * window`` steps.
+
+    Example:
+        >>> convergence([0.69, 0.5, 0.3, 0.301, 0.3, 0.302], window=2)["reason"]
+        'converged: the window mean moved 0.3005 -> 0.3010, 0.13% of its drop from log 2'
+        >>> convergence([0.69, 0.6, 0.5, 0.4, 0.3, 0.2], window=2)["reason"]
+        'still moving: the window mean moved 0.4500 -> 0.2500, 45.13% of its drop from log 2 (tol 1.00%)'
+    """
+    losses = [float(x) for x in losses]
+    out: dict[str, Any] = {"converged": False, "steps": len(losses), "window": window, "tol": tol,
+                           "last_loss": math.nan, "previous_loss": math.nan, "rel_change": math.nan}  # fmt: skip
+    if len(losses) < 2 * window:
+        out["reason"] = f"too few steps to judge: {len(losses)} < 2 windows of {window}"
+        return out
+    last = sum(losses[-window:]) / window
+    prev = sum(losses[-2 * window : -window]) / window
+    drop = math.log(2) - last
+    change = abs(last - prev) / drop if drop > 0 else math.inf
+    out.update(last_loss=last, previous_loss=prev, rel_change=change)
+    moved = f"the window mean moved {prev:.4f} -> {last:.4f}, {change:.2%} of its drop from log 2"
+    if last > (1 - MIN_DROP) * math.log(2):
+        out["reason"] = f"the loss never left log 2 = 0.693 (last window {last:.4f}): v barely moved; raise lr"
+    elif change > tol:
+        out["reason"] = f"still moving: {moved} (tol {tol:.2%})"
+    else:
+        out.update(converged=True, reason=f"converged: {moved}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,7 +330,7 @@ def train_bipo(
     pairs: Sequence,
     site: Site | str | int,
     *,
-    epochs: int = 2,
+    epochs: int = 20,
     lr: float = 5e-2,
     beta: float = 0.1,
     batch_size: int = 4,
@@ -278,6 +344,8 @@ def train_bipo(
     signs: SignMode = "pair",
     system: str | None = None,
     chat: bool = True,
+    tol: float | None = DEFAULT_TOL,
+    max_steps: int | None = None,
 ) -> tuple[Float[Tensor, " d_model"], pd.DataFrame]:
     """Learn a steering vector with bi-directional preference optimization (BiPO; Cao et al. 2024).
 
@@ -291,7 +359,8 @@ def train_bipo(
             `steerlab.data.ContrastPair`). The prompt is chat-formatted; completions are scored as given
             (full answers, e.g. ``"(A)"`` for CAA A/B data).
         site: Where ``v`` is added (a `Site`, ``"resid_post.12"`` or a layer number).
-        epochs: Passes over ``pairs`` (shuffled each epoch).
+        epochs: Most passes over ``pairs`` (shuffled each epoch); training stops earlier once the loss
+            has converged (see ``tol``). The learning-rate schedule spans the whole budget.
         lr: Peak AdamW learning rate. Lower it if the loss becomes NaN.
         beta: The DPO temperature (paper: 0.1).
         batch_size: Pairs per step (each step runs ``2 * batch_size`` sequences).
@@ -306,6 +375,10 @@ def train_bipo(
             ``"batch"`` draws one ``d`` per batch, exactly as in the paper's Algorithm 1.
         system: Optional system prompt for the chat format.
         chat: Format prompts with the chat template (False: use ``pair.prompt`` verbatim).
+        tol: Stop at the end of the first epoch where `convergence` holds with this tolerance (the window
+            is one epoch, at least `MIN_WINDOW` steps); None trains every epoch of the budget. Either way
+            the final state is judged, and a run that has not converged logs a warning.
+        max_steps: Cap on optimizer steps (the budget is ``min(epochs * steps_per_epoch, max_steps)``).
 
     Returns:
         ``(v, log)``: the direction (1-D float32 CPU tensor ``[d_model]``; add it with
@@ -317,29 +390,32 @@ def train_bipo(
         the ``+v`` model gives the positive completion the higher likelihood), ``val_acc_neg`` (the
         same under ``-v``) and ``val_shift`` / ``val_shift_neg`` (mean change, in nats, of
         ``log p(y+) - log p(y-)`` under ``+v`` / ``-v``); the values before training are in
-        ``log.attrs["val_before"]``.
+        ``log.attrs["val_before"]``. ``log.attrs["converged"]`` (bool) and ``log.attrs["convergence"]``
+        (the `convergence` dict, with its one-line ``reason``) say whether training converged.
 
     Raises:
         SteerlabError: On empty or malformed pairs, a site out of range, bad options, or a
             non-finite loss (lower ``lr``).
 
     Example:
-        >>> v, log = train_bipo(lm, pairs[:150], 12, val_pairs=pairs[150:], epochs=2)   # doctest: +SKIP
+        >>> v, log = train_bipo(lm, pairs[:150], 12, val_pairs=pairs[150:])            # doctest: +SKIP
         >>> log.dropna(subset=["val_acc"])[["epoch", "val_acc", "val_acc_neg"]]        # doctest: +SKIP
     """
     site = backend.site(site)
     pairs = _check_pairs(pairs, "pairs")
     val = _check_pairs(val_pairs, "val_pairs") if val_pairs is not None else None
-    _check_options(epochs, lr, beta, batch_size, max_completion_tokens, signs, warmup)
+    _check_options(epochs, lr, beta, batch_size, max_completion_tokens, signs, warmup, max_steps, tol)
     encode_kw = {"max_completion_tokens": max_completion_tokens, "system": system, "chat": chat}
 
     v = _initial_vector(init, backend.d_model, backend.device)
     optimizer = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
-    total = epochs * steps_per_epoch
+    total = epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps)
+    window = max(steps_per_epoch, MIN_WINDOW)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, int(warmup * total)))
     gen = torch.Generator().manual_seed(seed)
-    logger.info("BiPO at %s: %d pairs, %d epochs x %d steps, lr %g", site, len(pairs), epochs, steps_per_epoch, lr)
+    logger.info("BiPO at %s: %d pairs, up to %d steps (%d per epoch), lr %g", site, len(pairs), total,
+                steps_per_epoch, lr)  # fmt: skip
 
     ref_pos, ref_neg = _reference(backend, pairs, batch_size, encode_kw)
     if val is not None:
@@ -356,6 +432,8 @@ def train_bipo(
         for epoch in range(1, epochs + 1):
             order = torch.randperm(len(pairs), generator=gen)
             for start in range(0, len(pairs), batch_size):
+                if len(rows) == total:
+                    break
                 idx = order[start : start + batch_size]
                 d = _draw_signs(len(idx), signs, gen).to(backend.device)
                 enc = encode_pairs(backend, [pairs[i] for i in idx.tolist()], **encode_kw)
@@ -390,8 +468,20 @@ def train_bipo(
                 logger.info(
                     "BiPO epoch %d: val_acc %.3f (-v: %.3f)", epoch, rows[-1]["val_acc"], rows[-1]["val_acc_neg"]
                 )
+            status = convergence([r["loss"] for r in rows], window, tol or DEFAULT_TOL)
+            if len(rows) == total or (tol is not None and status["converged"]):
+                break
 
     log = pd.DataFrame(rows)
     if val is not None:
         log.attrs["val_before"] = val_before
+    log.attrs["converged"] = status["converged"]
+    log.attrs["convergence"] = status
+    if status["converged"]:
+        logger.info("BiPO at %s: %s after %d steps", site, status["reason"], len(rows))
+    else:
+        logger.warning(
+            "BiPO at %s did not converge in %d steps (%d epoch(s)): %s; train longer (epochs, max_steps), raise lr, "
+            "or use more pairs", site, len(rows), rows[-1]["epoch"], status["reason"],
+        )  # fmt: skip
     return v.detach().to("cpu", torch.float32).clone(), log

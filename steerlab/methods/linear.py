@@ -121,7 +121,7 @@ def _align_and_scale(direction: Tensor, md: Tensor, method: str) -> Tensor:
     if cos < 1e-6:
         raise SteerlabError(
             f"the {method} direction is orthogonal to the mean difference (cosine {cos:.1e}), so it has no sign "
-            "or size along the contrast; use mean_diff or pca_center, or check the pairs' order"
+            "or size along the contrast; use mean_diff, or check the pairs' order"
         )
     if cos < 0.1:
         logger.warning("%s direction is nearly orthogonal to the mean difference (|cos| = %.3f)", method, cos)
@@ -229,39 +229,41 @@ def _first_pc(x: Tensor, center: bool, floor: float = 0.0) -> Tensor:
     if float(x.abs().max()) <= floor:
         raise SteerlabError(
             "the pair differences do not vary beyond rounding, so they have no principal component: "
-            "every pair differs by the same vector; use mean_diff or pca_center"
+            "every pair differs by the same vector; use mean_diff"
         )
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
     return vh[0]
 
 
-def pca_center(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> Float[Tensor, " d"]:
-    """First principal component of pair-centred activations (RepE, Zou et al. 2023; repeng "pca_center").
+def pca_center(pos: Float[Tensor, "n_pos d"], neg: Float[Tensor, "n_neg d"]) -> Float[Tensor, " d"]:
+    """First principal component of all activations centred together (the PCA-center baseline of SAAS).
 
-    Each pair is centred on its own mean, ``m_i = (pos_i + neg_i) / 2``; the ``2n`` centred rows
-    ``pos_i - m_i`` and ``neg_i - m_i`` are stacked and their first principal component is taken.
-    The centred rows are ``+-(pos_i - neg_i) / 2``, so this is the axis that best fits the pair
-    differences *including* their common part: when the pairs shift consistently it lies close to the
-    mean difference. The component is sign-aligned with `mean_diff` and scaled to the projection of
-    the mean difference on it (see the module docstring).
+    As the SAAS paper defines it (after RepE, Zou et al. 2023): the positive and negative activations
+    are pooled, the pooled mean is subtracted from every row, and the first principal component of the
+    ``n_pos + n_neg`` centred rows is taken. It is the axis along which the activations vary most
+    overall, so it finds the contrast when the contrast dominates the activations' spread, and a
+    nuisance axis (topic, length) when it does not; then it is nearly orthogonal to the mean
+    difference and a warning says so. (repeng's method of the same name centres each pair on its own
+    mean instead, which is the uncentred PCA of the pair differences.) Rows need not be paired. The
+    component is sign-aligned with `mean_diff` and scaled to the projection of the mean difference on
+    it (see the module docstring).
 
     Args:
-        pos: Positive activations, shape ``(n, d_model)``, ``n >= 2``, paired with ``neg`` by row.
-        neg: Negative activations, shape ``(n, d_model)``.
+        pos: Positive activations, shape ``(n_pos, d_model)``.
+        neg: Negative activations, shape ``(n_neg, d_model)``.
 
     Returns:
         The direction, shape ``(d_model,)``, float32.
 
     Example:
-        >>> pos = torch.tensor([[3.0, 0.1], [1.0, -0.1], [2.0, 0.0]])
-        >>> v = pca_center(pos, torch.zeros(3, 2))
-        >>> bool(v[0] > 1.9 and abs(v[1]) < 0.05)
-        True
+        >>> neg = torch.tensor([[-1.0, -1.0], [-1.0, -1.5]])
+        >>> pos = neg + torch.tensor([[2.0, 1.0], [2.0, 3.0]])   # differences vary along (0, 1) only
+        >>> pca_center(pos, neg), pca_diff(pos, neg)
+        (tensor([1.8336, 2.1424]), tensor([0., 2.]))
     """
-    pos, neg = _check_pair(pos, neg, paired=True, min_pairs=2)
+    pos, neg = _check_pair(pos, neg, paired=False)
     md = _mean_diff64(pos, neg)
-    half = (pos - neg) / 2
-    return _align_and_scale(_first_pc(torch.cat([half, -half]), center=True), md, "pca_center")
+    return _align_and_scale(_first_pc(torch.cat([pos, neg]), center=True), md, "pca_center")
 
 
 def pca_diff(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> Float[Tensor, " d"]:
@@ -271,8 +273,8 @@ def pca_diff(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> Float[Tens
     decomposition, so their mean (the CAA vector) is removed and the component is the axis along which
     the pairs' differences *vary* most. It recovers a concept whose strength varies from pair to pair;
     when every pair differs by nearly the same vector it can point elsewhere (then an error or warning
-    says it is orthogonal to the mean difference: use `pca_center`). Without centring it would equal
-    `pca_center`. Sign and scale follow the module convention.
+    says it is orthogonal to the mean difference: use `mean_diff`). Sign and scale follow the module
+    convention.
 
     Args:
         pos: Positive activations, shape ``(n, d_model)``, ``n >= 2``, paired with ``neg`` by row.
