@@ -27,10 +27,10 @@ COEFFS = [-8.0, -4.0, 4.0, 8.0]
 
 def bench_backend(kind: str, train, test, coeffs, *, quick: bool, exact: bool, n_subset: int, repeats: int) -> dict:
     """Time the cached sweep and the full-forward cells on one backend; check that they agree."""
-    from steerlab.backends.base import LAST_PROMPT, Site
     from steerlab.extraction import extract
     from steerlab.interventions import steer
     from steerlab.models import load_model
+    from steerlab.sites import LAST_PROMPT, Site
     from steerlab.sweeps import ChoiceTask, sweep
 
     lm = load_model(backend=kind)

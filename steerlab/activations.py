@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Site
 from steerlab.errors import SteerlabError
 from steerlab.methods.linear import MeanDiffAccumulator
 from steerlab.prompts import READ_POSITIONS, ReadPosition, answer_stem, pair_prompts
+from steerlab.sites import Batch, Site
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
 
 
 @dataclass(frozen=True)

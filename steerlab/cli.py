@@ -108,7 +108,7 @@ def parse_layers(text: str, n_layers: int, model: str = "this model") -> list[in
         >>> parse_layers("0,2-3,-1", 30)
         [0, 2, 3, 29]
     """
-    from steerlab.backends.base import Site
+    from steerlab.sites import Site
 
     def resolve(number: str) -> int:
         return Site(int(number)).resolve(n_layers, model).layer
@@ -201,8 +201,8 @@ def _yes(flag: bool) -> str:
 
 
 def _try_model(name: str, backend: str, prompt: str, max_new_tokens: int, device: str | None) -> None:
-    from steerlab.backends.base import SITE_KINDS, Site
     from steerlab.models import load_model
+    from steerlab.sites import SITE_KINDS, Site
 
     start = time.perf_counter()
     lm = load_model(name, backend=backend, device=device)
@@ -347,7 +347,7 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The work of ``steerlab sweep`` (see its help); returns the summary it writes to ``out/summary.json``."""
-    from steerlab.backends.base import ALL, LAST_PROMPT, Site
+    from steerlab.sites import ALL, LAST_PROMPT, Site
 
     if fmt == "text-label" and method not in TEXT_LABEL_METHODS:
         raise SteerlabError(
@@ -520,7 +520,7 @@ def _text_label_vector(lm, items, sites, method: str, seed: int, dataset: str, b
 
 def _loglik(lm, texts: Sequence[str], edits, batch_size: int, max_tokens: int = 256) -> list[float]:
     """Mean per-token log-likelihood of each raw text (its first ``max_tokens`` tokens) under ``edits``."""
-    from steerlab.backends.base import Batch
+    from steerlab.sites import Batch
 
     values: list[float] = []
     for start in range(0, len(texts), batch_size):
@@ -757,9 +757,9 @@ def sae_train(
     """
     with _clean_errors():
         _set_threads(threads)
-        from steerlab.backends.base import Site
         from steerlab.models import load_model
         from steerlab.sae import SAEConfig, train_sae
+        from steerlab.sites import Site
 
         config = SAEConfig(architecture.value, d_sae=d_sae, k=k, l1_coefficient=l1, n_tokens=tokens, epochs=epochs)
         lm = load_model(model, backend=backend.value)

@@ -19,12 +19,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from steerlab.activations import PairActivations, collect_pairs, stream_mean_diff
-from steerlab.backends.base import Backend, Site
 from steerlab.errors import SteerlabError
 from steerlab.methods import linear
+from steerlab.sites import Site
 from steerlab.vectors import Provenance, SteeringVector, dataset_hash
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
 
 METHODS: tuple[str, ...] = ("caa", "pca_center", "pca_diff", "probe", "bipo")
 ALIASES = {"mean_diff": "caa", "pca-center": "pca_center", "pca-diff": "pca_diff"}

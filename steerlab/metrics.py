@@ -29,9 +29,10 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.prompts import answer_stem
+from steerlab.sites import Batch, Edit
 
 logger = logging.getLogger(__name__)
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch
 from steerlab.errors import SteerlabError
+from steerlab.sites import Batch
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
 
 ReadPosition = Literal["completion_last", "completion_mean", "prompt_last"]
 READ_POSITIONS: tuple[str, ...] = ("completion_last", "completion_mean", "prompt_last")

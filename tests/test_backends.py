@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, SITE_KINDS, Batch, Edit, Positions, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import ablate, add, clamp, steer
+from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, SITE_KINDS, Batch, Edit, Positions, Site
 
 PROMPTS = ["hi", "a longer prompt here"]
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from steerlab.activations import collect_pairs, collect_prompts, stream_mean_diff
-from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
 from steerlab.extraction import METHODS, extract
 from steerlab.methods.linear import mean_diff
 from steerlab.prompts import answer_stem, encode, pair_prompts
+from steerlab.sites import Site
 
 PAIRS = [
     SimpleNamespace(prompt=f"Question {i}: (A) yes (B) no", positive=a, negative=b, meta={})

@@ -9,7 +9,6 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add
 from steerlab.metrics import (
@@ -23,6 +22,7 @@ from steerlab.metrics import (
     perplexity_on,
     split_answers,
 )
+from steerlab.sites import LAST_PROMPT, Site
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Batch, Site
 from steerlab.data import MCQItem
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
@@ -19,6 +18,7 @@ from steerlab.methods.pas import (
 )
 from steerlab.metrics import mcq_accuracy, mcq_setup
 from steerlab.pipelines.pas import PASConfig, prepare, run_seed, summarize
+from steerlab.sites import LAST_PROMPT, Batch, Site
 
 WORDS = ["red", "blue", "cat", "dog", "sun", "moon", "tree", "rock", "fish", "bird", "rain", "snow"]
 

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.interventions import steer
 from steerlab.robustness.adversarial import (
     attack_loss,
@@ -15,6 +14,7 @@ from steerlab.robustness.adversarial import (
     input_cross_entropy,
     success_by_step,
 )
+from steerlab.sites import Site
 
 PAIR = SimpleNamespace(prompt="Is the sky green?", positive="Yes", negative="No", meta={})
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.interventions import steer
 from steerlab.metrics import perplexity_on
 from steerlab.robustness.cost import at_matched_effect, perplexity_cost
+from steerlab.sites import Site
 from steerlab.sweeps import ChoiceTask
 
 TEXTS = ["The cat sat on the mat.", "A quick brown fox jumps over the lazy dog!", "Hello there, world."]

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import steerlab as sl
-from steerlab.backends.base import LAST_PROMPT
 from steerlab.errors import SteerlabError
 from steerlab.sae import (
     CorpusActivations,
@@ -22,6 +21,7 @@ from steerlab.sae import (
     train_sae,
 )
 from steerlab.sae.corpus import record_site
+from steerlab.sites import LAST_PROMPT
 
 SITE = sl.Site(1)
 PROMPTS = ["hello there, friend", "hi"]

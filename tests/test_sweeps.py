@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
+from steerlab.sites import LAST_PROMPT, Site
 from steerlab.sweeps import ChoiceTask, layer_scores, sweep, sweep_effect
 from steerlab.vectors import Provenance, SteeringVector
 

@@ -38,10 +38,10 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from steerlab.backends.base import Site
 from steerlab.data import ContrastPair
 from steerlab.errors import SteerlabError
 from steerlab.methods.linear import mean_diff
+from steerlab.sites import Site
 from steerlab.vectors import Provenance, SteeringVector, dataset_hash
 
 Variant = Literal["pasf", "ipasa", "ipaswo"]
