@@ -51,7 +51,7 @@ def child(mode: str, n_pairs: int) -> None:
     import torch
 
     import steerlab.activations  # noqa: F401  (the imports every mode pays)
-    from steerlab.prompts import answer_stem
+    from steerlab.prompts import answer_stem, format_chat
 
     if mode != "imports":
         pairs = load_pairs(max(n_pairs, 16))
@@ -60,8 +60,6 @@ def child(mode: str, n_pairs: int) -> None:
             from steerlab.models import load_hf
 
             hf, tok = load_hf()
-            from steerlab.backends.base import format_chat
-
             texts = [format_chat(tok, p.prompt) + answer_stem(p.positive) for p in pairs[:16]]
             tok.padding_side = "left"
             with torch.no_grad():

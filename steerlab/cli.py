@@ -264,24 +264,6 @@ def sweep(
         _print_summary(summary)
 
 
-def _mcq_pairs(items: Sequence, seed: int) -> list:
-    """Contrast pairs from MCQ items: the PAS prompt body (`steerlab.metrics.mcq_prompt` without its
-    ``"Answer:"`` line) completed ``"Answer: <correct letter>"`` vs ``"Answer: <random wrong letter>"``."""
-    import random
-
-    from steerlab.data import ContrastPair
-    from steerlab.metrics import ANSWER_CUE, LETTERS, mcq_prompt
-
-    rng = random.Random(seed)
-    pairs = []
-    for item in items:
-        body = mcq_prompt(item.question, item.choices)[: -len(ANSWER_CUE)].rstrip("\n")
-        wrong = rng.choice([k for k in range(len(item.choices)) if k != item.answer])
-        right = f"{ANSWER_CUE} {LETTERS[item.answer]}"
-        pairs.append(ContrastPair(body, right, f"{ANSWER_CUE} {LETTERS[wrong]}", dict(item.meta)))
-    return pairs
-
-
 @contextlib.contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -391,11 +373,12 @@ def run_sweep(
     else:
         from steerlab.activations import collect_pairs
         from steerlab.extraction import extract
+        from steerlab.prompts import mcq_pairs
         from steerlab.sweeps import ChoiceTask
         from steerlab.sweeps import sweep as run_grid
 
         if fmt == "mcq":
-            train, val = _mcq_pairs(parts["train"], seed), _mcq_pairs(parts["val"], seed + 1)
+            train, val = mcq_pairs(parts["train"], seed), mcq_pairs(parts["val"], seed + 1)
             task = ChoiceTask.from_mcq(lm, parts["test"], batch_size=batch_size)
         else:
             train, val = parts["train"], parts["val"]

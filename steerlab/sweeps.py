@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
-from steerlab.metrics import choice_setup, mcq_setup
+from steerlab.prompts import choice_setup, mcq_setup
 from steerlab.sites import ALL, Batch, Positions, Prefix, Site
 from steerlab.vectors import SteeringVector, dataset_hash
 

@@ -13,15 +13,13 @@ from steerlab.errors import SteerlabError
 from steerlab.interventions import add
 from steerlab.metrics import (
     behaviour_probability,
-    choice_setup,
     generations,
     kl_to_base,
     logit_difference,
     mcq_accuracy,
-    mcq_prompt,
     perplexity_on,
-    split_answers,
 )
+from steerlab.prompts import choice_setup, mcq_prompt, split_answers
 from steerlab.sites import LAST_PROMPT, Site
 
 logger = logging.getLogger(__name__)

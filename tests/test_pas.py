@@ -16,8 +16,9 @@ from steerlab.methods.pas import (
     predictions,
     read_site,
 )
-from steerlab.metrics import mcq_accuracy, mcq_setup
+from steerlab.metrics import mcq_accuracy
 from steerlab.pipelines.pas import PASConfig, prepare, run_seed, summarize
+from steerlab.prompts import mcq_setup
 from steerlab.sites import LAST_PROMPT, Batch, Site
 
 WORDS = ["red", "blue", "cat", "dog", "sun", "moon", "tree", "rock", "fish", "bird", "rain", "snow"]

@@ -26,7 +26,7 @@ def test_input_embeddings_are_resid_pre_0(tiny):
 
 
 def test_target_ids_rebuild_the_scored_prompt(tiny):
-    from steerlab.metrics import choice_setup
+    from steerlab.prompts import choice_setup
 
     adv = torch.tensor([tiny.tokenizer("x", add_special_tokens=False)["input_ids"]])
     for where, question in (("suffix", "Is the sky green? x"), ("prefix", "x Is the sky green?")):

@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from steerlab.errors import SteerlabError
+from steerlab.prompts import format_chat
 from steerlab.sites import Batch, Edit, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
@@ -278,23 +279,6 @@ def _check_prefix_untouched(prefix: Prefix, suffix: Batch, edits: Sequence[Edit]
                 f"edit at {edit.site} with positions {edit.positions} touches the cached prefix, which was computed "
                 "without edits; steer only suffix positions (e.g. LAST_PROMPT) or run without a prefix"
             )
-
-
-def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
-    """A single user turn in the tokenizer's chat template, with the assistant turn opened.
-
-    Example:
-        >>> format_chat(tok, "Is the sky blue?", assistant_prefix="(")   # doctest: +SKIP
-        '<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nIs the sky blue?<|im_end|>\\n<|im_start|>assistant\\n('
-    """
-    if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-            {"role": "user", "content": user}
-        ]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:" + (" " if assistant_prefix else "")
-    return text + assistant_prefix
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 model's own answers to a labelled multiple-choice dataset, and their mean-difference vector.
 
 The model answers every training item with one forward pass (argmax of the option-letter logits
-after the `steerlab.metrics.mcq_prompt` prompt). Its right and wrong answers then define the two
+after the `steerlab.prompts.mcq_prompt` prompt). Its right and wrong answers then define the two
 contrast sets, in one of three ways:
 
 | variant  | positive set                                   | negative set                                 |
