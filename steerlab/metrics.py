@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -249,6 +249,45 @@ def _truncate(batch: Batch, max_tokens: int, pad_id: int) -> Batch:
     return Batch(ids, mask)
 
 
+def text_nll(
+    backend: Backend,
+    texts: Sequence[str],
+    *,
+    edits: Edits = None,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> tuple[Float[Tensor, " n"], Int[Tensor, " n"]]:
+    """Summed next-token negative log-likelihood of each raw text (no chat template) under the (edited)
+    model, and the number of tokens it predicts: the one token-loss computation behind every perplexity
+    and log-likelihood in steerlab.
+
+    With ``max_tokens`` each text is cut to its first ``max_tokens`` tokens. The first token is
+    predicted by nothing, so a text of ``k`` tokens predicts ``k - 1``. Returns float32 and int64
+    tensors on the CPU, one entry per text.
+
+    Example:
+        >>> nll, n = text_nll(lm, ["The cat sat.", "A dog ran."], edits=edits)   # doctest: +SKIP
+        >>> perplexity, mean_loglik = math.exp(nll.sum() / n.sum()), -nll / n  # doctest: +SKIP
+    """
+    texts = check_nonempty(texts, "texts", "pass at least one text")
+    _check_batch_size(batch_size)
+    if max_tokens is not None and max_tokens < 2:
+        raise SteerlabError(f"max_tokens must be at least 2 (one token predicts the next), got {max_tokens}")
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
+    if empty:
+        raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
+    sums, counts = [], []
+    for start in tqdm(range(0, len(texts), batch_size), desc="token nll", disable=not progress):
+        batch = backend.tokenize(texts[start : start + batch_size])
+        if max_tokens is not None:
+            batch = _truncate(batch, max_tokens, backend.tokenizer.pad_token_id)
+        nll, mask = backend.token_losses(batch, edits=edits)
+        sums.append(nll.sum(dim=1).float().cpu())
+        counts.append(mask.sum(dim=1).cpu())
+    return torch.cat(sums), torch.cat(counts)
+
+
 def perplexity_on(
     backend: Backend,
     texts: Sequence[str],
@@ -261,29 +300,16 @@ def perplexity_on(
     """Token-weighted perplexity of raw texts (no chat template) under the (edited) model.
 
     Each text is cut to its first ``max_tokens`` tokens; the result is
-    ``exp(sum of token NLLs / number of predicted tokens)`` over all texts.
+    ``exp(sum of token NLLs / number of predicted tokens)`` over all texts (see `text_nll`).
 
     Example:
         >>> perplexity_on(lm, data.load_text("wikitext")[:64], edits=edits)   # doctest: +SKIP
     """
-    texts = check_nonempty(texts, "texts", "pass at least one text")
-    _check_batch_size(batch_size)
-    if max_tokens < 2:
-        raise SteerlabError(f"max_tokens must be at least 2 (one token predicts the next), got {max_tokens}")
-    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
-    if empty:
-        raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
-    total, count = 0.0, 0
-    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
-        batch = _truncate(
-            backend.tokenize(texts[start : start + batch_size]), max_tokens, backend.tokenizer.pad_token_id
-        )
-        nll, mask = backend.token_losses(batch, edits=edits)
-        total += float(nll.sum())
-        count += int(mask.sum())
+    nll, n = text_nll(backend, texts, edits=edits, max_tokens=max_tokens, batch_size=batch_size, progress=progress)
+    count = int(n.sum())
     if count == 0:
         raise SteerlabError("perplexity needs texts of at least two tokens; all texts given are one token long")
-    return math.exp(total / count)
+    return math.exp(float(nll.double().sum()) / count)
 
 
 def kl_to_base(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -17,7 +16,6 @@ from typing import Any, ClassVar
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from steerlab.errors import SteerlabError
 from steerlab.prompts import format_chat
@@ -228,17 +226,6 @@ class Backend(ABC):
         ).view(targets.shape)
         mask = batch.attention_mask[:, 1:].bool() & batch.attention_mask[:, :-1].bool()
         return nll * mask, mask
-
-    def perplexity(self, texts: Sequence[str], *, edits=None, batch_size: int = 8, progress: bool = False) -> float:
-        """Perplexity of ``texts`` (token-weighted over all of them) under the (edited) model."""
-        total, count = 0.0, 0
-        for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
-            nll, mask = self.token_losses(list(texts[start : start + batch_size]), edits=edits)
-            total += float(nll.sum())
-            count += int(mask.sum())
-        if count == 0:
-            raise SteerlabError("perplexity needs texts of at least two tokens")
-        return math.exp(total / count)
 
     def generate_ids(
         self,
