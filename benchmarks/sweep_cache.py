@@ -31,7 +31,8 @@ def bench_backend(kind: str, train, test, coeffs, *, quick: bool, exact: bool, n
     from steerlab.interventions import steer
     from steerlab.models import load_model
     from steerlab.sites import LAST_PROMPT, Site
-    from steerlab.sweeps import ChoiceTask, sweep
+    from steerlab.sweeps import sweep
+    from steerlab.tasks import ChoiceTask
 
     lm = load_model(backend=kind)
     layers = list(range(0, lm.n_layers, 3 if quick else 1))

@@ -28,13 +28,13 @@ _EXPORTS = {
     "SteeringVector": "steerlab.vectors",
     "extract": "steerlab.extraction",
     "steer": "steerlab.interventions",
-    "ChoiceTask": "steerlab.sweeps",
+    "ChoiceTask": "steerlab.tasks",
     "sweep": "steerlab.sweeps",
     "SteerlabError": "steerlab.errors",
 }
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
-    "agents", "pipelines", "robustness", "sae", "sites",
+    "agents", "pipelines", "robustness", "sae", "sites", "tasks",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
         sites,
         stats,
         sweeps,
+        tasks,
         vectors,
     )  # fmt: skip
     from steerlab.errors import SteerlabError  # noqa: F401
@@ -62,7 +63,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from steerlab.interventions import steer  # noqa: F401
     from steerlab.models import load_model  # noqa: F401
     from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
-    from steerlab.sweeps import ChoiceTask, sweep  # noqa: F401
+    from steerlab.sweeps import sweep  # noqa: F401
+    from steerlab.tasks import ChoiceTask  # noqa: F401
     from steerlab.vectors import SteeringVector  # noqa: F401
 
 

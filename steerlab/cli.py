@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -365,17 +365,16 @@ def run_sweep(
     steer_at = LAST_PROMPT if positions == "last_prompt" else ALL
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "text-label":
+        from steerlab.tasks import TextLoglikTask
+
+        task = TextLoglikTask.from_items(lm, parts["test"], batch_size=batch_size)
         with _timed(timings, "extract"):
             vec, pos, neg = _text_label_vector(lm, parts["train"], sites, method, seed, dataset, batch_size, progress)
-        with _timed(timings, "sweep"):
-            df = _text_label_sweep(lm, vec, parts["test"], strengths, method, seed, steer_at, batch_size, progress)
-        df.to_csv(out / "results.csv", index=False)
     else:
         from steerlab.activations import collect_pairs
         from steerlab.extraction import extract
         from steerlab.prompts import mcq_pairs
-        from steerlab.sweeps import ChoiceTask
-        from steerlab.sweeps import sweep as run_grid
+        from steerlab.tasks import ChoiceTask
 
         if fmt == "mcq":
             train, val = mcq_pairs(parts["train"], seed), mcq_pairs(parts["val"], seed + 1)
@@ -392,10 +391,10 @@ def run_sweep(
                 progress=progress, activations=acts, **kwargs,
             )  # fmt: skip
         pos, neg = acts.pos, acts.neg
-        with _timed(timings, "sweep"):
-            df = run_grid(
-                lm, {(method, seed): vec}, task, coeffs=strengths, positions=steer_at, out=out, progress=progress
-            )
+    from steerlab.sweeps import sweep as run_grid
+
+    with _timed(timings, "sweep"):
+        df = run_grid(lm, {(method, seed): vec}, task, coeffs=strengths, positions=steer_at, out=out, progress=progress)
     return _finish(lm, vec, df, pos, neg, out, fmt=fmt, data=data, parts=parts, timings=timings)
 
 
@@ -499,72 +498,6 @@ def _text_label_vector(lm, items, sites, method: str, seed: int, dataset: str, b
     pairing = f"random label-1/label-0 pairs, seed {seed}"
     prov = provenance(lm, method, items, dataset=dataset, read="prompt_last", pairing=pairing)
     return SteeringVector(directions, prov), pos, neg
-
-
-def _loglik(lm, texts: Sequence[str], edits, batch_size: int, max_tokens: int = 256) -> list[float]:
-    """Mean per-token log-likelihood of each raw text (its first ``max_tokens`` tokens) under ``edits``."""
-    from steerlab.sites import Batch
-
-    values: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        batch = lm.tokenize(list(texts[start : start + batch_size]))
-        if batch.input_ids.shape[1] > max_tokens:  # keep each text's first tokens, still left-padded
-            lengths = batch.attention_mask.sum(1)
-            keep = [row[-int(n) :][:max_tokens] for row, n in zip(batch.input_ids, lengths, strict=True)]
-            width = max(len(k) for k in keep)
-            ids = batch.input_ids.new_full((len(keep), width), lm.tokenizer.pad_token_id)
-            mask = batch.attention_mask.new_zeros((len(keep), width))
-            for i, k in enumerate(keep):
-                ids[i, width - len(k) :], mask[i, width - len(k) :] = k, 1
-            batch = Batch(ids, mask)
-        nll, mask = lm.token_losses(batch, edits=edits)
-        values += (-(nll.sum(1) / mask.sum(1).clamp(min=1))).tolist()
-    return values
-
-
-def _text_label_sweep(lm, vec, items, coeffs, method: str, seed: int, positions, batch_size: int, progress: bool):
-    """Tidy rows (the columns of `steerlab.sweeps.sweep`) of ``loglik_pos`` / ``loglik_neg`` per held-out text
-    and ``loglik_gap`` (mean over label-1 texts minus mean over label-0 texts, example_id ``"all"``) per cell."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from steerlab.data import DataError
-    from steerlab.interventions import steer
-    from steerlab.sweeps import COLUMNS
-
-    texts = [it.text for it in items]
-    short = [it for it in items if len(lm.tokenize(it.text).input_ids[0]) < 2]
-    if short:
-        where = short[0].meta.get("line", short[0].meta.get("index", "?"))
-        raise DataError(
-            f"{short[0].meta.get('source', 'the data file')}, record at {where}: the text {short[0].text!r} has fewer "
-            "than 2 tokens, so it has no per-token log-likelihood; drop very short texts"
-        )
-    labels = [it.label for it in items]
-    ids = [it.meta.get("id", i) for i, it in enumerate(items)]
-
-    def cell(edits) -> pd.DataFrame:
-        ll = _loglik(lm, texts, edits, batch_size)
-        rows = [
-            {"example_id": i, "metric": "loglik_pos" if y == 1 else "loglik_neg", "value": v}
-            for i, y, v in zip(ids, labels, ll, strict=True)
-        ]
-        pos = [v for y, v in zip(labels, ll, strict=True) if y == 1]
-        neg = [v for y, v in zip(labels, ll, strict=True) if y == 0]
-        rows.append({"example_id": "all", "metric": "loglik_gap", "value": sum(pos) / len(pos) - sum(neg) / len(neg)})
-        return pd.DataFrame(rows)
-
-    base = None
-    frames = []
-    grid = [(s, float(c)) for s in vec.sites for c in coeffs]
-    for site, coeff in tqdm(grid, desc="sweep", disable=not progress):
-        if coeff == 0.0:
-            base = cell(None) if base is None else base
-            df = base
-        else:
-            df = cell(steer({site: vec[site]}, coeff, positions=positions))
-        frames.append(df.assign(method=method, seed=seed, layer=site.layer, site=site.kind, coeff=coeff))
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 # --------------------------------------------------------------------------------------- notebooks

@@ -152,7 +152,7 @@ def test_compare_methods_puts_methods_on_the_same_axes(tiny):
     from steerlab.data import ContrastPair
     from steerlab.metrics import perplexity_on
     from steerlab.sae.compare import compare_methods, effect_table
-    from steerlab.sweeps import ChoiceTask
+    from steerlab.tasks import ChoiceTask
 
     sae = tiny_sae()
     pairs = [ContrastPair(f"Do you like {w}?", "Yes", "No") for w in ("tea", "rain", "maps")]

@@ -16,7 +16,8 @@ from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import ChoiceTask, layer_scores, sweep, sweep_effect
+from steerlab.sweeps import layer_scores, sweep, sweep_effect
+from steerlab.tasks import ChoiceTask
 from steerlab.vectors import Provenance, SteeringVector
 
 PAIRS = [
@@ -82,7 +83,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from steerlab.testing import tiny_backend
-    from steerlab.sweeps import ChoiceTask, sweep
+    from steerlab.sweeps import sweep
+    from steerlab.tasks import ChoiceTask
     sys.path.insert(0, {tests!r})
     from test_sweeps import PAIRS, vector
     lm = tiny_backend("nnsight", {folder!r})

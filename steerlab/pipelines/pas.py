@@ -57,7 +57,8 @@ from steerlab.methods.pas import (
     read_site,
 )
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import ChoiceTask, layer_scores
+from steerlab.sweeps import layer_scores
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from steerlab.interventions import steer
 from steerlab.methods import linear
 from steerlab.methods import saas as S
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import ChoiceTask
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import perplexity_on
 from steerlab.sites import ALL, Positions
-from steerlab.sweeps import ChoiceTask
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

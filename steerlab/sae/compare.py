@@ -29,7 +29,8 @@ from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.metrics import perplexity_on
 from steerlab.sites import ALL, LAST_PROMPT, Edit, Positions, Site
-from steerlab.sweeps import COLUMNS, ChoiceTask
+from steerlab.sweeps import COLUMNS
+from steerlab.tasks import ChoiceTask
 
 EditMaker = Callable[[float, Positions], Sequence[Edit]]
 
