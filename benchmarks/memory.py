@@ -72,7 +72,7 @@ def child(mode: str, n_pairs: int) -> None:
             if what == "forward":
                 lm.forward([lm.chat(p.prompt) + answer_stem(p.positive) for p in pairs[:16]])
             else:
-                from steerlab.activations import stream_mean_diff
+                from steerlab.extraction import stream_mean_diff
 
                 stream_mean_diff(lm, pairs[:n_pairs], range(lm.n_layers), batch_size=16, progress=False)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -194,3 +195,61 @@ def sweep_effect(df: pd.DataFrame, metric: str, *, low: float | None = None, hig
     eff = (means[high] - means[low]).rename("effect").reset_index()
     eff["rank"] = eff.groupby(["method", "site"]).effect.rank(ascending=False, method="min").astype(int)
     return eff
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """Where a one-method sweep steers best, and how a choice from training activations alone fared.
+
+    Attributes:
+        site: the site with the largest effect (ties go to the lower layer).
+        effect: its effect (`sweep_effect`: mean metric at the highest minus at the lowest strength).
+        baseline: mean metric at strength 0 (None if 0 was not swept).
+        effects: `sweep_effect` of every swept site, sorted by rank, then layer.
+        auto: the site `layer_scores` ranks first (None without scores), with ``auto_score`` (its score),
+            ``auto_rank`` (its rank in the sweep) and ``auto_effect`` (its effect in the sweep).
+    """
+
+    site: Site
+    effect: float
+    baseline: float | None
+    effects: pd.DataFrame
+    auto: Site | None = None
+    auto_score: float | None = None
+    auto_rank: int | None = None
+    auto_effect: float | None = None
+
+
+def choose_layer(df: pd.DataFrame, metric: str, scores: pd.DataFrame | None = None) -> LayerChoice:
+    """The best site of a sweep of one method at one site kind, and the rank in it of the automatic choice.
+
+    Args:
+        df: `sweep` results of one method (any seeds) at one site kind.
+        metric: the target metric (e.g. ``task.metrics[0]``).
+        scores: `layer_scores` of the training activations, if the automatic choice should be judged.
+
+    Example:
+        >>> choice = choose_layer(df, "p_behaviour", layer_scores(acts.pos, acts.neg))   # doctest: +SKIP
+        >>> vec.select([choice.site]).save("best")                                       # doctest: +SKIP
+    """
+    groups = df[["method", "site"]].drop_duplicates()
+    if len(groups) != 1:
+        raise SteerlabError(
+            f"choose_layer reads a sweep of one method at one site kind; got {len(groups)} pairs "
+            f"({', '.join(f'{m}/{k}' for m, k in groups.itertuples(index=False))}); filter the frame first"
+        )
+    effects = sweep_effect(df, metric).sort_values(["rank", "layer"], ignore_index=True)
+    best = effects.iloc[0]
+    means = df[df.metric == metric].groupby("coeff").value.mean()
+    baseline = float(means[0.0]) if 0.0 in means.index else None
+    choice = LayerChoice(Site(int(best.layer), str(best.site)), float(best.effect), baseline, effects)
+    if scores is None:
+        return choice
+    auto = scores.iloc[0]
+    row = effects[(effects.layer == auto.layer) & (effects.site == auto.site)]
+    if row.empty:
+        raise SteerlabError(f"layer_scores ranks {auto.site}.{auto.layer} first, but the sweep did not include it")
+    return dataclasses.replace(
+        choice, auto=Site(int(auto.layer), str(auto.site)), auto_score=float(auto.score),
+        auto_rank=int(row["rank"].iloc[0]), auto_effect=float(row["effect"].iloc[0]),
+    )  # fmt: skip

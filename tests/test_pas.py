@@ -6,13 +6,13 @@ import torch
 
 from steerlab.data import MCQItem
 from steerlab.errors import SteerlabError
+from steerlab.extraction import pas_vector
 from steerlab.interventions import steer
 from steerlab.methods.pas import (
     ContrastSetError,
     PASActivations,
     contrast_sets,
     ipas_pairs,
-    pas_vector,
     predictions,
     read_site,
 )
