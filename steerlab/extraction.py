@@ -202,8 +202,8 @@ def pas_vector(
     """The PAS steering vector (Cui & Chen 2025) written at each of ``sites``: ``mean(pos) - mean(neg)``
     of one variant's contrast sets (`steerlab.methods.pas.contrast_sets`) at its read site.
 
-    ``provenance`` (e.g. from `provenance`) gets the variant, read site and set
-    sizes added to its ``extra``; without it the model is recorded as unknown.
+    ``provenance`` (e.g. from this module's `provenance`) gets the variant, read site and set sizes
+    added to its ``extra``; without it the model is recorded as unknown.
 
     Example:
         >>> vec = pas_vector("ipasa", train_acts, [Site(12)], read="resid_prev")   # doctest: +SKIP

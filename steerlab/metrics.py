@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -31,8 +30,6 @@ from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError, check_nonempty
 from steerlab.prompts import choice_setup, mcq_setup
 from steerlab.sites import Batch, Edit
-
-logger = logging.getLogger(__name__)
 
 Edits = Sequence[Edit] | Edit | None
 

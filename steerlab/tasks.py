@@ -21,20 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import pandas as pd
 import torch
 
+from steerlab.backends.base import Backend
 from steerlab.data import DataError
 from steerlab.errors import SteerlabError
 from steerlab.metrics import text_nll
 from steerlab.prompts import choice_setup, mcq_setup
 from steerlab.sites import Batch, Edit, Prefix
 from steerlab.vectors import dataset_hash
-
-if TYPE_CHECKING:
-    from steerlab.backends.base import Backend
 
 
 @runtime_checkable
