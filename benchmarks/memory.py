@@ -51,7 +51,7 @@ def child(mode: str, n_pairs: int) -> None:
     import torch
 
     import steerlab.activations  # noqa: F401  (the imports every mode pays)
-    from steerlab.prompts import answer_stem
+    from steerlab.prompts import answer_stem, format_chat
 
     if mode != "imports":
         pairs = load_pairs(max(n_pairs, 16))
@@ -60,8 +60,6 @@ def child(mode: str, n_pairs: int) -> None:
             from steerlab.models import load_hf
 
             hf, tok = load_hf()
-            from steerlab.backends.base import format_chat
-
             texts = [format_chat(tok, p.prompt) + answer_stem(p.positive) for p in pairs[:16]]
             tok.padding_side = "left"
             with torch.no_grad():
@@ -74,7 +72,7 @@ def child(mode: str, n_pairs: int) -> None:
             if what == "forward":
                 lm.forward([lm.chat(p.prompt) + answer_stem(p.positive) for p in pairs[:16]])
             else:
-                from steerlab.activations import stream_mean_diff
+                from steerlab.extraction import stream_mean_diff
 
                 stream_mean_diff(lm, pairs[:n_pairs], range(lm.n_layers), batch_size=16, progress=False)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -37,13 +37,13 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from steerlab.backends.base import LAST_PROMPT, Site
     from steerlab.data import split
     from steerlab.interventions import steer
     from steerlab.metrics import mcq_accuracy
     from steerlab.models import load_model
     from steerlab.pipelines.pas import CachedMCQ, PASConfig, _directions, prepare
     from steerlab.pipelines.pas_tasks import load_task
+    from steerlab.sites import LAST_PROMPT, Site
 
     torch.set_num_threads(1)
     lm = load_model()

@@ -27,11 +27,12 @@ COEFFS = [-8.0, -4.0, 4.0, 8.0]
 
 def bench_backend(kind: str, train, test, coeffs, *, quick: bool, exact: bool, n_subset: int, repeats: int) -> dict:
     """Time the cached sweep and the full-forward cells on one backend; check that they agree."""
-    from steerlab.backends.base import LAST_PROMPT, Site
     from steerlab.extraction import extract
     from steerlab.interventions import steer
     from steerlab.models import load_model
-    from steerlab.sweeps import ChoiceTask, sweep
+    from steerlab.sites import LAST_PROMPT, Site
+    from steerlab.sweeps import sweep
+    from steerlab.tasks import ChoiceTask
 
     lm = load_model(backend=kind)
     layers = list(range(0, lm.n_layers, 3 if quick else 1))

@@ -18,23 +18,23 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_model": "steerlab.models",
-    "Site": "steerlab.backends.base",
-    "Positions": "steerlab.backends.base",
-    "ALL": "steerlab.backends.base",
-    "PROMPT": "steerlab.backends.base",
-    "GENERATED": "steerlab.backends.base",
-    "LAST_PROMPT": "steerlab.backends.base",
-    "Edit": "steerlab.backends.base",
+    "Site": "steerlab.sites",
+    "Positions": "steerlab.sites",
+    "ALL": "steerlab.sites",
+    "PROMPT": "steerlab.sites",
+    "GENERATED": "steerlab.sites",
+    "LAST_PROMPT": "steerlab.sites",
+    "Edit": "steerlab.sites",
     "SteeringVector": "steerlab.vectors",
     "extract": "steerlab.extraction",
     "steer": "steerlab.interventions",
-    "ChoiceTask": "steerlab.sweeps",
+    "ChoiceTask": "steerlab.tasks",
     "sweep": "steerlab.sweeps",
     "SteerlabError": "steerlab.errors",
 }
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
-    "agents", "pipelines", "robustness", "sae",
+    "agents", "pipelines", "robustness", "sae", "sites", "tasks",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -52,16 +52,19 @@ if TYPE_CHECKING:  # pragma: no cover
         prompts,
         robustness,
         sae,
+        sites,
         stats,
         sweeps,
+        tasks,
         vectors,
     )  # fmt: skip
-    from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.errors import SteerlabError  # noqa: F401
     from steerlab.extraction import extract  # noqa: F401
     from steerlab.interventions import steer  # noqa: F401
     from steerlab.models import load_model  # noqa: F401
-    from steerlab.sweeps import ChoiceTask, sweep  # noqa: F401
+    from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
+    from steerlab.sweeps import sweep  # noqa: F401
+    from steerlab.tasks import ChoiceTask  # noqa: F401
     from steerlab.vectors import SteeringVector  # noqa: F401
 
 

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Site
 from steerlab.errors import SteerlabError
-from steerlab.methods.linear import MeanDiffAccumulator
 from steerlab.prompts import READ_POSITIONS, ReadPosition, answer_stem, pair_prompts
+from steerlab.sites import Batch, Site
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -131,17 +134,6 @@ def collect_pairs(backend: Backend, pairs: Sequence, sites: Sequence[Site | str 
         {s: torch.cat(v) for s, v in neg.items()},
         kwargs.get("read", "completion_last"),
     )
-
-
-def stream_mean_diff(
-    backend: Backend, pairs: Sequence, sites: Sequence[Site | str | int], **kwargs
-) -> dict[Site, Tensor]:
-    """Mean difference per site from running sums: memory does not grow with the number of pairs."""
-    acc: dict[Site, MeanDiffAccumulator] = {}
-    for p, n in iter_pair_batches(backend, pairs, sites, **kwargs):
-        for s in p:
-            acc.setdefault(s, MeanDiffAccumulator(backend.d_model)).add(p[s], n[s])
-    return {s: a.result() for s, a in acc.items()}
 
 
 def collect_prompts(

@@ -33,8 +33,8 @@ from jaxtyping import Float
 from scipy import stats as sps
 from torch import Tensor
 
-from steerlab.backends.base import SITE_KINDS
 from steerlab.errors import SteerlabError
+from steerlab.sites import SITE_KINDS
 from steerlab.stats import MIN_UNITS
 from steerlab.vectors import SteeringVector
 

@@ -1,4 +1,5 @@
-"""One entry point from contrast pairs to a `SteeringVector`, for every method.
+"""From activations to a `SteeringVector`: one entry point from contrast pairs for every method, plus
+vectors from unpaired labelled texts (`extract_from_labels`) and from PAS contrast sets (`pas_vector`).
 
 | method       | direction                                                    | source                         |
 |--------------|--------------------------------------------------------------|--------------------------------|
@@ -18,15 +19,26 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from steerlab.activations import PairActivations, collect_pairs, stream_mean_diff
-from steerlab.backends.base import Backend, Site
+import torch
+from torch import Tensor
+
+from steerlab.activations import PairActivations, collect_pairs, collect_prompts, iter_pair_batches
 from steerlab.errors import SteerlabError
 from steerlab.methods import linear
+from steerlab.methods.pas import PASActivations, ReadSite, Variant, contrast_sets, read_site
+from steerlab.sites import Site
 from steerlab.vectors import Provenance, SteeringVector, dataset_hash
 
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
+
 METHODS: tuple[str, ...] = ("caa", "pca_center", "pca_diff", "probe", "bipo")
+LABEL_METHODS: tuple[str, ...] = ("caa", "pca_center", "pca_diff")
+"""The methods `extract_from_labels` can run on unpaired texts (probe and BiPO need contrast pairs)."""
 ALIASES = {"mean_diff": "caa", "pca-center": "pca_center", "pca-diff": "pca_diff"}
 
 
@@ -109,3 +121,110 @@ def extract(
             fn = getattr(linear, method)
             directions = {s: fn(acts.pos[s], acts.neg[s]) for s in sites}
     return SteeringVector(directions, provenance(backend, method, pairs, dataset=dataset, read=read, **extra))
+
+
+def stream_mean_diff(
+    backend: Backend, pairs: Sequence, sites: Sequence[Site | str | int], **kwargs
+) -> dict[Site, Tensor]:
+    """Mean difference per site from running sums (CAA, Rimsky et al. 2024): memory does not grow with
+    the number of pairs. Takes the keyword arguments of `steerlab.activations.iter_pair_batches`."""
+    acc: dict[Site, linear.MeanDiffAccumulator] = {}
+    for p, n in iter_pair_batches(backend, pairs, sites, **kwargs):
+        for s in p:
+            acc.setdefault(s, linear.MeanDiffAccumulator(backend.d_model)).add(p[s], n[s])
+    return {s: a.result() for s, a in acc.items()}
+
+
+def extract_from_labels(
+    backend: Backend,
+    items: Sequence,
+    sites: Sequence[Site | str | int],
+    method: str = "caa",
+    *,
+    seed: int = 0,
+    dataset: str | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[SteeringVector, PairActivations]:
+    """A vector from unpaired labelled texts, read at each text's last token (no chat template).
+
+    ``caa``: mean activation of label-1 texts minus mean of label-0 texts (CAA's mean difference,
+    Rimsky et al. 2024, without pairs). ``pca_center`` / ``pca_diff``: the PCA direction over random
+    label-1/label-0 pairs (as many as the smaller label has texts, drawn with ``seed``).
+
+    Args:
+        items: records with ``text`` and ``label`` (0 or 1), such as `steerlab.data.TextItem`.
+
+    Returns:
+        The vector and the randomly paired activations (``read="prompt_last"``), e.g. for
+        `steerlab.sweeps.layer_scores`.
+
+    Example:
+        >>> vec, acts = extract_from_labels(lm, data.load_text_label("mood.csv"), [Site(6)])   # doctest: +SKIP
+    """
+    method = ALIASES.get(method, method)
+    if method not in LABEL_METHODS:
+        raise SteerlabError(
+            f"method {method!r} needs contrast pairs; unpaired labelled texts allow {', '.join(LABEL_METHODS)}"
+        )
+    texts = {label: [it.text for it in items if it.label == label] for label in (1, 0)}
+    if not texts[1] or not texts[0]:
+        raise SteerlabError(
+            f"labelled texts need both labels; got {len(texts[1])} of label 1 and {len(texts[0])} of label 0"
+        )
+    acts = {
+        label: collect_prompts(backend, texts[label], sites, read="prompt_last", batch_size=batch_size,
+                               progress=progress)
+        for label in (1, 0)
+    }  # fmt: skip
+    n = min(len(texts[1]), len(texts[0]))
+    gen = torch.Generator().manual_seed(seed)
+    order = {label: torch.randperm(len(texts[label]), generator=gen)[:n] for label in (1, 0)}
+    pos = {s: acts[1][s][order[1]] for s in acts[1]}
+    neg = {s: acts[0][s][order[0]] for s in acts[0]}
+    if method == "caa":
+        directions = {s: linear.mean_diff(acts[1][s], acts[0][s]) for s in acts[1]}
+    else:
+        fn = getattr(linear, method)
+        directions = {s: fn(pos[s], neg[s]) for s in pos}
+    pairing = f"random label-1/label-0 pairs, seed {seed}"
+    prov = provenance(backend, method, items, dataset=dataset, read="prompt_last", pairing=pairing)
+    return SteeringVector(directions, prov), PairActivations(pos, neg, "prompt_last")
+
+
+def pas_vector(
+    variant: Variant,
+    acts: PASActivations,
+    sites: Sequence[Site],
+    *,
+    read: ReadSite = "same",
+    provenance: Provenance | None = None,
+) -> SteeringVector:
+    """The PAS steering vector (Cui & Chen 2025) written at each of ``sites``: ``mean(pos) - mean(neg)``
+    of one variant's contrast sets (`steerlab.methods.pas.contrast_sets`) at its read site.
+
+    ``provenance`` (e.g. from this module's `provenance`) gets the variant, read site and set sizes
+    added to its ``extra``; without it the model is recorded as unknown.
+
+    Example:
+        >>> vec = pas_vector("ipasa", train_acts, [Site(12)], read="resid_prev")   # doctest: +SKIP
+    """
+    if not sites:
+        raise SteerlabError("no sites given; pass e.g. [Site(12)]")
+    directions = {}
+    for site in sites:
+        pos, neg = contrast_sets(variant, acts, read_site(site, read))
+        directions[site] = linear.mean_diff(pos, neg)
+    n_pos, n_neg = (len(x) for x in contrast_sets(variant, acts, read_site(sites[0], read)))
+    d_model = next(iter(directions.values())).shape[0]
+    base = provenance or Provenance(model="unknown", d_model=d_model, method="pas")
+    prov = dataclasses.replace(
+        base,
+        method=f"pas_{variant}",
+        read_position="last_token",
+        n_pairs=min(n_pos, n_neg),
+        dataset_hash=base.dataset_hash or dataset_hash(acts.correct.tolist()),
+        extra={**base.extra, "read_site": read, "n_pos": n_pos, "n_neg": n_neg,
+               "paper": "Cui & Chen 2025, arXiv 2509.22739"},
+    )  # fmt: skip
+    return SteeringVector(directions, prov)

@@ -20,8 +20,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from steerlab.backends.base import ALL, Edit, Positions, Site
 from steerlab.errors import SteerlabError
+from steerlab.sites import ALL, Edit, Positions, Site
 
 
 def _unit(v: Tensor) -> Tensor:

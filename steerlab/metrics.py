@@ -7,7 +7,7 @@ Inputs are processed in batches of ``batch_size`` (left padded: the last prompt 
 
 Answer tokens are read where the answer is decided: for answers ``"(A)"`` / ``"(B)"`` the prompt
 ends with the shared ``"("`` and the letters are compared; for ``"Yes"`` / ``"No"`` the first answer
-tokens are compared (see `choice_setup`).
+tokens are compared (see `steerlab.prompts.choice_setup`).
 
 Example:
     >>> df = behaviour_probability(lm, pairs, edits=steer(vec, alpha=4.0))   # doctest: +SKIP
@@ -16,42 +16,25 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
-import numbers
-import string
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit
-from steerlab.errors import SteerlabError
-from steerlab.prompts import answer_stem
-
-logger = logging.getLogger(__name__)
-
-ANSWER_CUE = "Answer:"
-INSTRUCTION = "Respond with a single letter."
-LETTERS = string.ascii_uppercase
+from steerlab.backends.base import Backend
+from steerlab.errors import SteerlabError, check_nonempty
+from steerlab.prompts import choice_setup, mcq_setup
+from steerlab.sites import Batch, Edit
 
 Edits = Sequence[Edit] | Edit | None
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _check_nonempty(things: Sequence, what: str, fix: str) -> list:
-    if isinstance(things, str):
-        raise SteerlabError(f"{what} must be a sequence, got a single string; wrap it in a list")
-    things = list(things)
-    if not things:
-        raise SteerlabError(f"no {what} were given; {fix}")
-    return things
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -63,79 +46,6 @@ def _example_id(record: Any, index: int) -> Any:
     meta = getattr(record, "meta", None) or {}
     value = meta.get("id") if isinstance(meta, dict) else None
     return index if value is None else value
-
-
-def _token_prefix_text(tokenizer: Any, text: str, n_tokens: int) -> str:
-    """The text spanned by the first ``n_tokens`` tokens of ``text`` (exact, via offsets if available)."""
-    if n_tokens == 0:
-        return ""
-    try:
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return text[: offsets[n_tokens - 1][1]]
-    except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tokenizer.decode(ids[:n_tokens])
-
-
-def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int]]:
-    """Split answers into their shared token prefix (as text) and each answer's next token id.
-
-    Example (SmolLM2): ``split_answers(tok, ["(A", "(B"]) -> ("(", [id("A"), id("B")])``.
-    """
-    answers = _check_nonempty(answers, "answers", "give at least two answers to compare")
-    if len(answers) < 2:
-        raise SteerlabError(f"need at least two answers to compare, got {answers!r}")
-    toks = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
-    n = 0
-    while all(len(t) > n for t in toks) and len({t[n] for t in toks}) == 1:
-        n += 1
-    short = [a for a, t in zip(answers, toks, strict=True) if len(t) <= n]
-    if short:
-        raise SteerlabError(
-            f"answers {list(answers)!r} cannot be told apart by one token: {short!r} ends where the others "
-            "continue; reword the answers so each differs from the others"
-        )
-    ids = [t[n] for t in toks]
-    if len(set(ids)) != len(ids):
-        raise SteerlabError(f"answers {list(answers)!r} share their first differing token; reword them")
-    return _token_prefix_text(tokenizer, answers[0], n), ids
-
-
-def _check_in_context(backend: Backend, prompt: str, continuations: Sequence[str], ids: Sequence[int]) -> None:
-    """Log when a compared token is not the token the full text would have after ``prompt``."""
-    tok = backend.tokenizer
-    n = len(backend.tokenize(prompt).input_ids[0])
-    for cont, expected in zip(continuations, ids, strict=True):
-        full = backend.tokenize(prompt + cont).input_ids[0].tolist()
-        if len(full) <= n or full[n] != expected:
-            got = tok.decode(full[n : n + 1]) if len(full) > n else "nothing"
-            logger.debug(
-                "after %r the text %r tokenizes to %r, not %r: the compared token differs from in-context tokenization",
-                prompt[-20:], cont, got, tok.decode([expected]),
-            )  # fmt: skip
-
-
-def choice_setup(
-    backend: Backend, question: str, answers: Sequence[str], system: str | None = None
-) -> tuple[str, list[int]]:
-    """The scored prompt and the compared token of each answer (CAA-style A/B and Yes/No scoring).
-
-    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized without
-    special tokens; the answers' longest common token prefix is appended to the chat prompt as the
-    assistant prefix, and the answers are compared on their next token.
-
-    Example (SmolLM2-135M-Instruct):
-        >>> choice_setup(lm, "Pick one. (A) x (B) y", ["(A)", "(B)"])   # doctest: +SKIP
-        ('<|im_start|>system\\n...<|im_start|>assistant\\n(', [49, 50])          # "A", "B"
-        >>> choice_setup(lm, "Is it?", ["Yes", "No"])[1]                  # doctest: +SKIP
-        [10539, 5230]                                                            # "Yes", "No"
-    """
-    stems = [answer_stem(a) for a in answers]
-    prefix, ids = split_answers(backend.tokenizer, stems)
-    prompt = backend.chat(question, system=system, assistant_prefix=prefix)
-    if logger.isEnabledFor(logging.DEBUG):
-        _check_in_context(backend, prompt, [s[len(prefix) :] for s in stems], ids)
-    return prompt, ids
 
 
 def _last_logits(
@@ -209,7 +119,7 @@ def logit_difference(
         >>> logit_difference(lm, [lm.chat("Is it?")], "Yes", "No")   # doctest: +SKIP
         tensor([1.73])
     """
-    prompts = _check_nonempty(prompts, "prompts", "pass at least one formatted prompt")
+    prompts = check_nonempty(prompts, "prompts", "pass at least one formatted prompt")
     pos = _per_example(backend, pos_tokens, len(prompts), "pos_tokens")
     neg = _per_example(backend, neg_tokens, len(prompts), "neg_tokens")
     logits, _ = _last_logits(
@@ -246,7 +156,7 @@ def behaviour_probability(
     Example:
         >>> behaviour_probability(lm, pairs[:50], edits=steer(vec, 4.0)).p_behaviour.mean()   # doctest: +SKIP
     """
-    pairs = _check_nonempty(pairs, "pairs", "pass at least one contrast pair (prompt, positive, negative)")
+    pairs = check_nonempty(pairs, "pairs", "pass at least one contrast pair (prompt, positive, negative)")
     prompts, pos, neg = [], [], []
     for pair in pairs:
         prompt, (p, n) = choice_setup(backend, pair.prompt, [pair.positive, pair.negative], system=system)
@@ -263,43 +173,6 @@ def behaviour_probability(
     )
 
 
-def mcq_prompt(question: str, choices: Sequence[str]) -> str:
-    """A multiple-choice prompt in the PAS format (Cui & Chen 2025).
-
-    Example:
-        >>> print(mcq_prompt("What is 2+2?", ["3", "4"]))
-        What is 2+2?
-        A. 3
-        B. 4
-        Respond with a single letter.
-        Answer:
-    """
-    choices = _check_nonempty(choices, "choices", "give at least two answer options")
-    if len(choices) < 2 or len(choices) > len(LETTERS):
-        raise SteerlabError(f"an MCQ item needs 2 to {len(LETTERS)} choices, got {len(choices)}")
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return f"{question}\n{options}\n{INSTRUCTION}\n{ANSWER_CUE}"
-
-
-def mcq_setup(
-    backend: Backend, item: Any, *, chat: bool = True, system: str | None = None, letter_prefix: str = " ",
-    index: int = 0,
-) -> tuple[str, list[int]]:
-    """The scored prompt of one multiple-choice item and the token of each option letter (see `mcq_accuracy`)."""
-    choices = list(item.choices)
-    answer = item.answer
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choices):
-        raise SteerlabError(
-            f"item {index} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
-        )
-    text = mcq_prompt(item.question, choices)
-    prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
-    if chat:
-        body = text[: -len(ANSWER_CUE)].rstrip("\n")
-        return backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix), ids
-    return text + prefix, ids
-
-
 def mcq_accuracy(
     backend: Backend,
     items: Sequence,
@@ -313,7 +186,7 @@ def mcq_accuracy(
 ) -> pd.DataFrame:
     """Multiple-choice accuracy: the prediction is the option letter with the highest logit.
 
-    Each item is rendered with `mcq_prompt`. With ``chat=True`` the question, options and
+    Each item is rendered with `steerlab.prompts.mcq_prompt`. With ``chat=True`` the question, options and
     instruction form the user turn and the ``"Answer:"`` line opens the assistant turn; with
     ``chat=False`` the prompt is the raw text. The letters are scored as they follow ``"Answer:"``:
     ``letter_prefix + letter`` is tokenized (any shared leading tokens, e.g. a lone space for a
@@ -336,7 +209,7 @@ def mcq_accuracy(
     Example:
         >>> mcq_accuracy(lm, data.load_arc("easy")[:100]).correct.mean()   # doctest: +SKIP
     """
-    items = _check_nonempty(items, "items", "pass at least one multiple-choice item")
+    items = check_nonempty(items, "items", "pass at least one multiple-choice item")
     prompts, letter_ids = [], []
     for i, item in enumerate(items):
         prompt, ids = mcq_setup(backend, item, chat=chat, system=system, letter_prefix=letter_prefix, index=i)
@@ -373,6 +246,45 @@ def _truncate(batch: Batch, max_tokens: int, pad_id: int) -> Batch:
     return Batch(ids, mask)
 
 
+def text_nll(
+    backend: Backend,
+    texts: Sequence[str],
+    *,
+    edits: Edits = None,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> tuple[Float[Tensor, " n"], Int[Tensor, " n"]]:
+    """Summed next-token negative log-likelihood of each raw text (no chat template) under the (edited)
+    model, and the number of tokens it predicts: the one token-loss computation behind every perplexity
+    and log-likelihood in steerlab.
+
+    With ``max_tokens`` each text is cut to its first ``max_tokens`` tokens. The first token is
+    predicted by nothing, so a text of ``k`` tokens predicts ``k - 1``. Returns float32 and int64
+    tensors on the CPU, one entry per text.
+
+    Example:
+        >>> nll, n = text_nll(lm, ["The cat sat.", "A dog ran."], edits=edits)   # doctest: +SKIP
+        >>> perplexity, mean_loglik = math.exp(nll.sum() / n.sum()), -nll / n  # doctest: +SKIP
+    """
+    texts = check_nonempty(texts, "texts", "pass at least one text")
+    _check_batch_size(batch_size)
+    if max_tokens is not None and max_tokens < 2:
+        raise SteerlabError(f"max_tokens must be at least 2 (one token predicts the next), got {max_tokens}")
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
+    if empty:
+        raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
+    sums, counts = [], []
+    for start in tqdm(range(0, len(texts), batch_size), desc="token nll", disable=not progress):
+        batch = backend.tokenize(texts[start : start + batch_size])
+        if max_tokens is not None:
+            batch = _truncate(batch, max_tokens, backend.tokenizer.pad_token_id)
+        nll, mask = backend.token_losses(batch, edits=edits)
+        sums.append(nll.sum(dim=1).float().cpu())
+        counts.append(mask.sum(dim=1).cpu())
+    return torch.cat(sums), torch.cat(counts)
+
+
 def perplexity_on(
     backend: Backend,
     texts: Sequence[str],
@@ -385,29 +297,16 @@ def perplexity_on(
     """Token-weighted perplexity of raw texts (no chat template) under the (edited) model.
 
     Each text is cut to its first ``max_tokens`` tokens; the result is
-    ``exp(sum of token NLLs / number of predicted tokens)`` over all texts.
+    ``exp(sum of token NLLs / number of predicted tokens)`` over all texts (see `text_nll`).
 
     Example:
         >>> perplexity_on(lm, data.load_text("wikitext")[:64], edits=edits)   # doctest: +SKIP
     """
-    texts = _check_nonempty(texts, "texts", "pass at least one text")
-    _check_batch_size(batch_size)
-    if max_tokens < 2:
-        raise SteerlabError(f"max_tokens must be at least 2 (one token predicts the next), got {max_tokens}")
-    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
-    if empty:
-        raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
-    total, count = 0.0, 0
-    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
-        batch = _truncate(
-            backend.tokenize(texts[start : start + batch_size]), max_tokens, backend.tokenizer.pad_token_id
-        )
-        nll, mask = backend.token_losses(batch, edits=edits)
-        total += float(nll.sum())
-        count += int(mask.sum())
+    nll, n = text_nll(backend, texts, edits=edits, max_tokens=max_tokens, batch_size=batch_size, progress=progress)
+    count = int(n.sum())
     if count == 0:
         raise SteerlabError("perplexity needs texts of at least two tokens; all texts given are one token long")
-    return math.exp(total / count)
+    return math.exp(float(nll.double().sum()) / count)
 
 
 def kl_to_base(
@@ -431,7 +330,7 @@ def kl_to_base(
     Example:
         >>> kl_to_base(lm, texts, edits=steer(vec, 4.0)).kl.mean()   # doctest: +SKIP
     """
-    texts = _check_nonempty(prompts_or_texts, "prompts_or_texts", "pass at least one string")
+    texts = check_nonempty(prompts_or_texts, "prompts_or_texts", "pass at least one string")
     _check_batch_size(batch_size)
     rows: list[dict] = []
     for start in tqdm(range(0, len(texts), batch_size), desc="kl to base", disable=not progress):
@@ -477,7 +376,7 @@ def generations(
     Example:
         >>> generations(lm, ["Tell me about yourself."], edits=edits).to_csv("gens.csv")   # doctest: +SKIP
     """
-    prompts = _check_nonempty(prompts, "prompts", "pass at least one prompt")
+    prompts = check_nonempty(prompts, "prompts", "pass at least one prompt")
     _check_batch_size(batch_size)
     bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
     if bad:

@@ -1,29 +1,69 @@
-"""Render records into model inputs: a prompt (chat-formatted) followed by a completion.
+"""Render records into model inputs: chat turns, scored answer prompts, MCQ prompts, prompt + completion.
+
+- `format_chat`: one user turn in the tokenizer's chat template (a plain ``User:/Assistant:`` format
+  for base models), the assistant turn opened.
+- `choice_setup` (A/B and Yes/No answers) and `mcq_setup` (option letters after ``"Answer:"``): the
+  scored prompt and the compared token of each answer, which `steerlab.metrics` and
+  `steerlab.tasks.ChoiceTask` read at the last prompt position.
+- `mcq_prompt`: the multiple-choice format of PAS (Cui & Chen 2025); `mcq_pairs` turns MCQ items
+  into contrast pairs (the right letter against a wrong one).
+- `encode`: ``prompt + completion`` texts tokenized so every prompt ends at the same index (left
+  padding), with a mask of the completion tokens: what reading an activation "at the answer" or
+  scoring a completion's likelihood needs.
 
 The unit is the contrast pair (repeng, steering-vectors): one prompt, a positive and a negative
-completion. `encode` tokenizes ``prompt + completion`` texts so that every prompt ends at the same
-index (left padding) and marks which tokens belong to the completion, which is what reading an
-activation "at the answer" or scoring a completion's likelihood needs.
+completion. A/B answers such as ``"(A)"`` are cut before the closing bracket (``"(A"``), so the last
+completion token is the letter itself, where CAA reads its vectors (Rimsky et al. 2024).
 
-A/B answers such as ``"(A)"`` are cut before the closing bracket (``"(A"``), so the last completion
-token is the letter itself, where CAA reads its vectors (Rimsky et al. 2024).
+Functions that take a ``backend`` use only its ``tokenizer``, ``tokenize`` and ``chat``.
 """
 
 from __future__ import annotations
 
+import logging
+import numbers
+import random
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch
-from steerlab.errors import SteerlabError
+from steerlab.data import ContrastPair
+from steerlab.errors import SteerlabError, check_nonempty
+from steerlab.sites import Batch
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
+
+logger = logging.getLogger(__name__)
+
+ANSWER_CUE = "Answer:"
+INSTRUCTION = "Respond with a single letter."
+LETTERS = string.ascii_uppercase
 
 ReadPosition = Literal["completion_last", "completion_mean", "prompt_last"]
 READ_POSITIONS: tuple[str, ...] = ("completion_last", "completion_mean", "prompt_last")
+
+
+def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
+    """A single user turn in the tokenizer's chat template, with the assistant turn opened.
+
+    Example:
+        >>> format_chat(tok, "Is the sky blue?", assistant_prefix="(")   # doctest: +SKIP
+        '<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nIs the sky blue?<|im_end|>\\n<|im_start|>assistant\\n('
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": user}
+        ]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:" + (" " if assistant_prefix else "")
+    return text + assistant_prefix
 
 
 def answer_stem(answer: str) -> str:
@@ -32,6 +72,139 @@ def answer_stem(answer: str) -> str:
     if len(answer) >= 3 and answer.startswith("(") and answer.endswith(")"):
         return answer[:-1]
     return answer
+
+
+def _token_prefix_text(tokenizer: Any, text: str, n_tokens: int) -> str:
+    """The text spanned by the first ``n_tokens`` tokens of ``text`` (exact, via offsets if available)."""
+    if n_tokens == 0:
+        return ""
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return text[: offsets[n_tokens - 1][1]]
+    except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.decode(ids[:n_tokens])
+
+
+def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int]]:
+    """Split answers into their shared token prefix (as text) and each answer's next token id.
+
+    Example (SmolLM2): ``split_answers(tok, ["(A", "(B"]) -> ("(", [id("A"), id("B")])``.
+    """
+    answers = check_nonempty(answers, "answers", "give at least two answers to compare")
+    if len(answers) < 2:
+        raise SteerlabError(f"need at least two answers to compare, got {answers!r}")
+    toks = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    n = 0
+    while all(len(t) > n for t in toks) and len({t[n] for t in toks}) == 1:
+        n += 1
+    short = [a for a, t in zip(answers, toks, strict=True) if len(t) <= n]
+    if short:
+        raise SteerlabError(
+            f"answers {list(answers)!r} cannot be told apart by one token: {short!r} ends where the others "
+            "continue; reword the answers so each differs from the others"
+        )
+    ids = [t[n] for t in toks]
+    if len(set(ids)) != len(ids):
+        raise SteerlabError(f"answers {list(answers)!r} share their first differing token; reword them")
+    return _token_prefix_text(tokenizer, answers[0], n), ids
+
+
+def _check_in_context(backend: Backend, prompt: str, continuations: Sequence[str], ids: Sequence[int]) -> None:
+    """Log when a compared token is not the token the full text would have after ``prompt``."""
+    tok = backend.tokenizer
+    n = len(backend.tokenize(prompt).input_ids[0])
+    for cont, expected in zip(continuations, ids, strict=True):
+        full = backend.tokenize(prompt + cont).input_ids[0].tolist()
+        if len(full) <= n or full[n] != expected:
+            got = tok.decode(full[n : n + 1]) if len(full) > n else "nothing"
+            logger.debug(
+                "after %r the text %r tokenizes to %r, not %r: the compared token differs from in-context tokenization",
+                prompt[-20:], cont, got, tok.decode([expected]),
+            )  # fmt: skip
+
+
+def choice_setup(
+    backend: Backend, question: str, answers: Sequence[str], system: str | None = None
+) -> tuple[str, list[int]]:
+    """The scored prompt and the compared token of each answer (CAA-style A/B and Yes/No scoring).
+
+    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized without
+    special tokens; the answers' longest common token prefix is appended to the chat prompt as the
+    assistant prefix, and the answers are compared on their next token.
+
+    Example (SmolLM2-135M-Instruct):
+        >>> choice_setup(lm, "Pick one. (A) x (B) y", ["(A)", "(B)"])   # doctest: +SKIP
+        ('<|im_start|>system\\n...<|im_start|>assistant\\n(', [49, 50])          # "A", "B"
+        >>> choice_setup(lm, "Is it?", ["Yes", "No"])[1]                  # doctest: +SKIP
+        [10539, 5230]                                                            # "Yes", "No"
+    """
+    stems = [answer_stem(a) for a in answers]
+    prefix, ids = split_answers(backend.tokenizer, stems)
+    prompt = backend.chat(question, system=system, assistant_prefix=prefix)
+    if logger.isEnabledFor(logging.DEBUG):
+        _check_in_context(backend, prompt, [s[len(prefix) :] for s in stems], ids)
+    return prompt, ids
+
+
+def mcq_prompt(question: str, choices: Sequence[str]) -> str:
+    """A multiple-choice prompt in the PAS format (Cui & Chen 2025).
+
+    Example:
+        >>> print(mcq_prompt("What is 2+2?", ["3", "4"]))
+        What is 2+2?
+        A. 3
+        B. 4
+        Respond with a single letter.
+        Answer:
+    """
+    choices = check_nonempty(choices, "choices", "give at least two answer options")
+    if len(choices) < 2 or len(choices) > len(LETTERS):
+        raise SteerlabError(f"an MCQ item needs 2 to {len(LETTERS)} choices, got {len(choices)}")
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+    return f"{question}\n{options}\n{INSTRUCTION}\n{ANSWER_CUE}"
+
+
+def mcq_setup(
+    backend: Backend, item: Any, *, chat: bool = True, system: str | None = None, letter_prefix: str = " ",
+    index: int = 0,
+) -> tuple[str, list[int]]:
+    """The scored prompt of one multiple-choice item and the token of each option letter (see `mcq_accuracy`)."""
+    choices = list(item.choices)
+    answer = item.answer
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral) or not 0 <= answer < len(choices):
+        raise SteerlabError(
+            f"item {index} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
+        )
+    text = mcq_prompt(item.question, choices)
+    prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
+    if chat:
+        body = text[: -len(ANSWER_CUE)].rstrip("\n")
+        return backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix), ids
+    return text + prefix, ids
+
+
+def mcq_pairs(items: Sequence, seed: int = 0) -> list[ContrastPair]:
+    """Contrast pairs from multiple-choice items: the `mcq_prompt` body (without its ``"Answer:"`` line)
+    completed ``"Answer: <correct letter>"`` against ``"Answer: <a wrong letter>"``, the wrong letter
+    drawn per item with a seeded generator.
+
+    Works on anything with ``question``, ``choices``, ``answer`` (0-based) and ``meta`` attributes,
+    such as `steerlab.data.MCQItem`; each pair keeps its item's ``meta``.
+
+    Example:
+        >>> from steerlab.data import MCQItem
+        >>> mcq_pairs([MCQItem("2+2?", ["4", "5"], 0)])[0].negative
+        'Answer: B'
+    """
+    rng = random.Random(seed)
+    pairs = []
+    for item in items:
+        body = mcq_prompt(item.question, item.choices)[: -len(ANSWER_CUE)].rstrip("\n")
+        wrong = rng.choice([k for k in range(len(item.choices)) if k != item.answer])
+        right = f"{ANSWER_CUE} {LETTERS[item.answer]}"
+        pairs.append(ContrastPair(body, right, f"{ANSWER_CUE} {LETTERS[wrong]}", dict(item.meta)))
+    return pairs
 
 
 @dataclass(frozen=True)

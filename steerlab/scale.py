@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Site
 from steerlab.errors import SteerlabError
+from steerlab.sites import Site
+
+if TYPE_CHECKING:
+    from steerlab.backends.base import Backend
 
 __all__ = [
     "DEFAULT_FRACTIONS",

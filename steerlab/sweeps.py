@@ -1,10 +1,10 @@
 """Grids over method x seed x site (layer) x strength, written to disk as they are computed.
 
-`ChoiceTask` prepares an evaluation once (prompts, compared answer tokens, and, when only the
-last prompt token is steered, the key/value cache of everything before it), so each grid cell
-costs one token per prompt instead of a full forward pass. `sweep` writes every finished cell to
-its own file (atomically), so a killed sweep rerun with the same ``out`` folder resumes: it
-recomputes nothing and loses no rows.
+`sweep` evaluates a prepared `steerlab.tasks.Task` in every cell (a `ChoiceTask` reuses its cached
+prompt prefixes when only the last prompt token is steered, so a cell costs one token per prompt).
+It writes every finished cell to its own file (atomically), so a killed sweep rerun with the same
+``out`` folder resumes: it recomputes nothing and loses no rows. `sweep_effect`, `layer_scores` and
+`choose_layer` read a sweep's results.
 
 Output: a tidy DataFrame with columns ``method, seed, layer, site, coeff, metric, value,
 example_id`` (one row per example, cell and metric).
@@ -17,124 +17,28 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import ALL, Backend, Batch, Positions, Prefix, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
-from steerlab.metrics import choice_setup, mcq_setup
+from steerlab.sites import ALL, Positions, Site
+from steerlab.tasks import Task
 from steerlab.vectors import SteeringVector, dataset_hash
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
-
-
-@dataclass
-class ChoiceTask:
-    """A prepared choice evaluation: each prompt's next token is compared over candidate tokens.
-
-    ``kind="behaviour"`` (contrast pairs; candidate 0 is the behaviour-matching answer) reports
-    ``p_behaviour`` (probability normalised over the two answers, as in CAA) and ``logit_diff``;
-    ``kind="mcq"`` reports ``accuracy`` and ``p_correct``.
-    """
-
-    backend: Backend
-    prompts: list[str]
-    candidates: list[list[int]]
-    targets: list[int]
-    example_ids: list
-    kind: str = "behaviour"
-    batch_size: int = 16
-    _batches: list[Batch] = field(default_factory=list, repr=False)
-    _prefixes: dict[int, Prefix] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.prompts:
-            raise SteerlabError("the evaluation set is empty; pass at least one item")
-        self._batches = [
-            self.backend.tokenize(self.prompts[i : i + self.batch_size])
-            for i in range(0, len(self.prompts), self.batch_size)
-        ]
-
-    @classmethod
-    def from_pairs(
-        cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int = 16
-    ) -> ChoiceTask:
-        """Behaviour probability on A/B or Yes/No contrast pairs."""
-        setups = [choice_setup(backend, p.prompt, [p.positive, p.negative], system) for p in pairs]
-        ids = [p.meta.get("id", i) if hasattr(p, "meta") else i for i, p in enumerate(pairs)]
-        return cls(
-            backend, [s[0] for s in setups], [s[1] for s in setups], [0] * len(pairs), ids, "behaviour", batch_size
-        )
-
-    @classmethod
-    def from_mcq(cls, backend: Backend, items: Sequence, *, chat: bool = True, system: str | None = None,
-                 batch_size: int = 16) -> ChoiceTask:  # fmt: skip
-        """Multiple-choice accuracy by option-letter logits (the PAS prompt format)."""
-        setups = [mcq_setup(backend, it, chat=chat, system=system, index=i) for i, it in enumerate(items)]
-        ids = [it.meta.get("id", i) if hasattr(it, "meta") else i for i, it in enumerate(items)]
-        targets = [int(it.answer) for it in items]
-        return cls(backend, [s[0] for s in setups], [s[1] for s in setups], targets, ids, "mcq", batch_size)
-
-    @property
-    def metrics(self) -> tuple[str, str]:
-        return ("p_behaviour", "logit_diff") if self.kind == "behaviour" else ("accuracy", "p_correct")
-
-    def fingerprint(self) -> str:
-        return dataset_hash([self.prompts, self.candidates, self.targets, self.backend.name])
-
-    def _prefix(self, index: int) -> Prefix:
-        if index not in self._prefixes:
-            b = self._batches[index]
-            self._prefixes[index] = self.backend.prefix(Batch(b.input_ids[:, :-1], b.attention_mask[:, :-1]))
-        return self._prefixes[index]
-
-    def last_logits(self, edits=(), *, reuse_prefix: bool = False) -> list[torch.Tensor]:
-        """Next-token logits at the last prompt position, one ``[batch, vocab]`` tensor per batch."""
-        out = []
-        for i, b in enumerate(self._batches):
-            result = self.prefix_forward(i, edits=edits) if reuse_prefix else self.backend.forward(b, edits=edits)
-            out.append(result.logits[:, -1].float())
-        return out
-
-    def prefix_forward(self, index: int, extra: torch.Tensor | None = None, *, edits=(), record=()):
-        """Batch ``index``'s last prompt token (then ``extra`` token ids ``[batch, k]``, if given) run on
-        its cached prefix; returns the backend's `ForwardOutput` (logits and ``record`` activations).
-        Used to read activations at the answer position without recomputing the prompt."""
-        b = self._batches[index]
-        ids, mask = b.input_ids[:, -1:], b.attention_mask[:, -1:]
-        if extra is not None:
-            ids = torch.cat([ids, extra.to(ids.device, ids.dtype)], dim=1)
-            mask = torch.cat([mask, torch.ones_like(extra, dtype=mask.dtype, device=mask.device)], dim=1)
-        return self.backend.forward(Batch(ids, mask), prefix=self._prefix(index), edits=edits, record=record)
-
-    def evaluate(self, edits=(), *, reuse_prefix: bool = False) -> pd.DataFrame:
-        """Per-example rows ``example_id, metric, value`` under ``edits``."""
-        logits = torch.cat(self.last_logits(edits, reuse_prefix=reuse_prefix)).cpu()
-        rows = []
-        for i, (cands, target) in enumerate(zip(self.candidates, self.targets, strict=True)):
-            lg = logits[i, cands]
-            p = torch.softmax(lg, -1)[target]
-            if self.kind == "behaviour":
-                values = (float(p), float(lg[0] - lg[1]))
-            else:
-                values = (float(int(lg.argmax()) == target), float(p))
-            rows += [
-                {"example_id": self.example_ids[i], "metric": m, "value": v}
-                for m, v in zip(self.metrics, values, strict=True)
-            ]
-        return pd.DataFrame(rows)
 
 
 def _cell_key(method: str, seed: int, site: Site | None, coeff: float) -> str:
@@ -164,7 +68,7 @@ def _normalise_vectors(vectors) -> dict[tuple[str, int], SteeringVector]:
 def sweep(
     backend: Backend,
     vectors: SteeringVector | Mapping,
-    task: ChoiceTask,
+    task: Task,
     *,
     coeffs: Sequence[float],
     sites: Sequence[Site | str | int] | None = None,
@@ -179,18 +83,18 @@ def sweep(
         vectors: a SteeringVector, or a mapping ``{"caa": vec}`` / ``{("caa", seed): vec}``.
         coeffs: strengths; 0 is the unsteered model (computed once, reported for every cell group).
         sites: restrict to these sites (default: every site of each vector).
-        positions: which tokens are steered. With `LAST_PROMPT` the cached prefix of each prompt is
-            reused, so each cell runs one token per prompt.
+        positions: which tokens are steered. With `LAST_PROMPT`, a task that can (``task.can_reuse_prefix``)
+            reuses the cached prefix of each prompt, so each cell runs one token per prompt.
         out: a folder; each finished cell is saved there and a rerun resumes from what was saved.
         on_cell: called with each computed cell's key (tests use it to count recomputation).
     """
     vecs = _normalise_vectors(vectors)
     chosen = None if sites is None else {backend.site(s) for s in sites}
-    reuse = positions.kind == "last_prompt"
+    reuse = positions.kind == "last_prompt" and task.can_reuse_prefix
     folder = Path(out) if out is not None else None
     done: dict[str, pd.DataFrame] = {}
     if folder is not None:
-        done = _open_folder(folder, task, positions, vecs)
+        done = _open_folder(folder, backend, task, positions, vecs)
     cells = [
         (method, seed, site, float(c))
         for (method, seed), vec in vecs.items()
@@ -233,11 +137,11 @@ def _save(folder: Path | None, key: str, df: pd.DataFrame, done: dict, on_cell) 
         _write_atomic(df.assign(cell=key), folder / "cells" / f"{name}.csv")
 
 
-def _open_folder(folder: Path, task: ChoiceTask, positions: Positions, vecs) -> dict[str, pd.DataFrame]:
+def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, vecs) -> dict[str, pd.DataFrame]:
     """Create or resume a sweep folder; refuses to mix results of different sweeps."""
     (folder / "cells").mkdir(parents=True, exist_ok=True)
     meta = {
-        "model": task.backend.name,
+        "model": backend.name,
         "task": task.fingerprint(),
         "positions": [positions.kind, positions.start],
         "vectors": {f"{m}|{s}": dataset_hash([v[site].tolist() for site in v.sites]) for (m, s), v in vecs.items()},
@@ -291,3 +195,61 @@ def sweep_effect(df: pd.DataFrame, metric: str, *, low: float | None = None, hig
     eff = (means[high] - means[low]).rename("effect").reset_index()
     eff["rank"] = eff.groupby(["method", "site"]).effect.rank(ascending=False, method="min").astype(int)
     return eff
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """Where a one-method sweep steers best, and how a choice from training activations alone fared.
+
+    Attributes:
+        site: the site with the largest effect (ties go to the lower layer).
+        effect: its effect (`sweep_effect`: mean metric at the highest minus at the lowest strength).
+        baseline: mean metric at strength 0 (None if 0 was not swept).
+        effects: `sweep_effect` of every swept site, sorted by rank, then layer.
+        auto: the site `layer_scores` ranks first (None without scores), with ``auto_score`` (its score),
+            ``auto_rank`` (its rank in the sweep) and ``auto_effect`` (its effect in the sweep).
+    """
+
+    site: Site
+    effect: float
+    baseline: float | None
+    effects: pd.DataFrame
+    auto: Site | None = None
+    auto_score: float | None = None
+    auto_rank: int | None = None
+    auto_effect: float | None = None
+
+
+def choose_layer(df: pd.DataFrame, metric: str, scores: pd.DataFrame | None = None) -> LayerChoice:
+    """The best site of a sweep of one method at one site kind, and the rank in it of the automatic choice.
+
+    Args:
+        df: `sweep` results of one method (any seeds) at one site kind.
+        metric: the target metric (e.g. ``task.metrics[0]``).
+        scores: `layer_scores` of the training activations, if the automatic choice should be judged.
+
+    Example:
+        >>> choice = choose_layer(df, "p_behaviour", layer_scores(acts.pos, acts.neg))   # doctest: +SKIP
+        >>> vec.select([choice.site]).save("best")                                       # doctest: +SKIP
+    """
+    groups = df[["method", "site"]].drop_duplicates()
+    if len(groups) != 1:
+        raise SteerlabError(
+            f"choose_layer reads a sweep of one method at one site kind; got {len(groups)} pairs "
+            f"({', '.join(f'{m}/{k}' for m, k in groups.itertuples(index=False))}); filter the frame first"
+        )
+    effects = sweep_effect(df, metric).sort_values(["rank", "layer"], ignore_index=True)
+    best = effects.iloc[0]
+    means = df[df.metric == metric].groupby("coeff").value.mean()
+    baseline = float(means[0.0]) if 0.0 in means.index else None
+    choice = LayerChoice(Site(int(best.layer), str(best.site)), float(best.effect), baseline, effects)
+    if scores is None:
+        return choice
+    auto = scores.iloc[0]
+    row = effects[(effects.layer == auto.layer) & (effects.site == auto.site)]
+    if row.empty:
+        raise SteerlabError(f"layer_scores ranks {auto.site}.{auto.layer} first, but the sweep did not include it")
+    return dataclasses.replace(
+        choice, auto=Site(int(auto.layer), str(auto.site)), auto_score=float(auto.score),
+        auto_rank=int(row["rank"].iloc[0]), auto_effect=float(row["effect"].iloc[0]),
+    )  # fmt: skip

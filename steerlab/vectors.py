@@ -26,8 +26,8 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
+from steerlab.sites import Site
 
 logger = logging.getLogger(__name__)
 

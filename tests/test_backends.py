@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from steerlab.backends.base import ALL, GENERATED, LAST_PROMPT, PROMPT, SITE_KINDS, Batch, Edit, Positions, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import ablate, add, clamp, steer
+from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, SITE_KINDS, Batch, Edit, Positions, Site
 
 PROMPTS = ["hi", "a longer prompt here"]
 
@@ -194,9 +194,3 @@ def test_backends_agree_on_tiny_model(tiny_pair):
         torch.testing.assert_close(a.activations[s][mask], b.activations[s][mask], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a.logits[mask], b.logits[mask], rtol=1e-4, atol=1e-5)
     assert tl.generate(prompts, edits=edits, max_new_tokens=6) == nn.generate(prompts, edits=edits, max_new_tokens=6)
-
-
-def test_perplexity_is_exp_mean_token_loss(tiny):
-    texts = ["hello world", "the quick brown fox"]
-    nll, mask = tiny.token_losses(texts)
-    assert tiny.perplexity(texts) == pytest.approx(float(torch.exp(nll.sum() / mask.sum())), rel=1e-5)

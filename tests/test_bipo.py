@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from steerlab import interventions
-from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
 from steerlab.methods import bipo
 from steerlab.methods.bipo import bipo_loss, completion_logprobs, convergence, encode_pairs, train_bipo
 from steerlab.prompts import encode, pair_prompts
+from steerlab.sites import Site
 
 CAA_REFUSAL = "/work/shared/data/caa/datasets/generate/refusal/generate_dataset.json"
 

@@ -247,18 +247,6 @@ def test_sweep_text_label(tmp_path, tiny_folder):
     assert (out / "heatmap.png").exists()
 
 
-def test_text_loglik_keeps_the_first_tokens(tiny_folder):
-    """Texts longer than max_tokens are scored on their first max_tokens tokens (character tokenizer: characters)."""
-    from steerlab.cli import _loglik
-    from steerlab.testing import tiny_backend
-
-    lm = tiny_backend("tl", tiny_folder)
-    long_text = "".join(chr(97 + i % 26) for i in range(300))  # longer than the tiny model's 256 positions
-    got = _loglik(lm, [long_text, "short text"], None, batch_size=2, max_tokens=64)
-    expected = _loglik(lm, [long_text[:64]], None, batch_size=1) + _loglik(lm, ["short text"], None, batch_size=1)
-    assert got == pytest.approx(expected, abs=1e-4)
-
-
 # ------------------------------------------------------------------------------------------ bad input
 
 

@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from steerlab.activations import collect_pairs, collect_prompts, stream_mean_diff
-from steerlab.backends.base import Site
+from steerlab.activations import collect_pairs, collect_prompts
 from steerlab.errors import SteerlabError
-from steerlab.extraction import METHODS, extract
-from steerlab.methods.linear import mean_diff
+from steerlab.extraction import METHODS, extract, extract_from_labels, stream_mean_diff
+from steerlab.methods.linear import mean_diff, pca_diff
 from steerlab.prompts import answer_stem, encode, pair_prompts
+from steerlab.sites import Site
 
 PAIRS = [
     SimpleNamespace(prompt=f"Question {i}: (A) yes (B) no", positive=a, negative=b, meta={})
@@ -85,3 +85,35 @@ def test_precomputed_activations_give_the_same_vector(tiny):
             torch.testing.assert_close(a[s], b[s], rtol=1e-5, atol=1e-6)
     with pytest.raises(SteerlabError, match="lack sites"):
         extract(tiny, PAIRS, [0, 1], activations=collect_pairs(tiny, PAIRS, [0], progress=False), progress=False)
+
+
+LABELLED = [SimpleNamespace(text=t, label=y, meta={}) for t, y in
+            [("happy sunny day", 1), ("gloomy wet night", 0), ("bright smile", 1), ("sad grey sky", 0),
+             ("joy and laughter", 1), ("cold tears", 0), ("lovely warm hug", 0)]]  # fmt: skip
+
+
+def test_extract_from_labels_caa_is_the_mean_difference_of_last_tokens(tiny):
+    vec, acts = extract_from_labels(tiny, LABELLED, [0, 1], seed=2, dataset="mood", progress=False)
+    for site in (Site(0), Site(1)):
+        last = {y: collect_prompts(tiny, [it.text for it in LABELLED if it.label == y], [site], progress=False)[site]
+                for y in (1, 0)}  # fmt: skip
+        torch.testing.assert_close(vec[site], mean_diff(last[1], last[0]), rtol=1e-5, atol=1e-6)
+        # the random pairing keeps 3 texts of each label (label 1 has 3, label 0 has 4), all from the right label
+        assert acts.pos[site].shape[0] == acts.neg[site].shape[0] == 3
+        assert all(any(torch.allclose(row, x) for x in last[1]) for row in acts.pos[site])
+        assert all(any(torch.allclose(row, x) for x in last[0]) for row in acts.neg[site])
+    assert acts.read == vec.provenance.read_position == "prompt_last"
+    assert vec.provenance.extra["pairing"] == "random label-1/label-0 pairs, seed 2"
+
+
+def test_extract_from_labels_pca_uses_the_random_pairs(tiny):
+    vec, acts = extract_from_labels(tiny, LABELLED, [1], "pca-diff", seed=0, progress=False)
+    torch.testing.assert_close(vec[Site(1)], pca_diff(acts.pos[Site(1)], acts.neg[Site(1)]))
+    assert vec.provenance.method == "pca_diff"
+
+
+def test_extract_from_labels_refuses_pair_methods_and_one_label(tiny):
+    with pytest.raises(SteerlabError, match="needs contrast pairs"):
+        extract_from_labels(tiny, LABELLED, [0], "probe", progress=False)
+    with pytest.raises(SteerlabError, match="both labels"):
+        extract_from_labels(tiny, [it for it in LABELLED if it.label == 1], [0], progress=False)

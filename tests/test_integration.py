@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from steerlab.backends.base import GENERATED, SITE_KINDS, Edit, Site
 from steerlab.interventions import add
+from steerlab.sites import GENERATED, SITE_KINDS, Edit, Site
 
 pytestmark = pytest.mark.slow
 

@@ -9,20 +9,19 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add
 from steerlab.metrics import (
     behaviour_probability,
-    choice_setup,
     generations,
     kl_to_base,
     logit_difference,
     mcq_accuracy,
-    mcq_prompt,
     perplexity_on,
-    split_answers,
+    text_nll,
 )
+from steerlab.prompts import choice_setup, mcq_prompt, split_answers
+from steerlab.sites import LAST_PROMPT, Site
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +210,24 @@ def test_perplexity_applies_edits(tiny):
     steered = perplexity_on(tiny, TEXTS, edits=edits, batch_size=3)
     assert steered == pytest.approx(_hand_perplexity(tiny, TEXTS, edits), rel=1e-5)
     assert abs(steered - perplexity_on(tiny, TEXTS)) > 1.0
+
+
+def test_text_nll_sums_token_losses_per_text(tiny):
+    texts = ["hello world", "the quick brown fox", "hi"]
+    nll, n = text_nll(tiny, texts, batch_size=2)
+    ref, mask = tiny.token_losses(texts)
+    torch.testing.assert_close(nll, ref.sum(1))
+    assert n.tolist() == mask.sum(1).tolist() == [len(t) - 1 for t in texts]  # character tokenizer, no BOS
+    assert math.exp(float(nll.sum() / n.sum())) == pytest.approx(perplexity_on(tiny, texts), rel=1e-6)
+
+
+def test_text_nll_keeps_the_first_tokens(tiny):
+    """Texts longer than max_tokens are scored on their first max_tokens tokens (character tokenizer: characters)."""
+    long_text = "".join(chr(97 + i % 26) for i in range(300))  # longer than the tiny model's 256 positions
+    nll, n = text_nll(tiny, [long_text, "short text"], batch_size=2, max_tokens=64)
+    ref, ref_n = text_nll(tiny, [long_text[:64], "short text"], batch_size=1)
+    torch.testing.assert_close(nll, ref, rtol=1e-5, atol=1e-4)
+    assert n.tolist() == ref_n.tolist() == [63, 9]
 
 
 def test_perplexity_validates(tiny):

@@ -4,21 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Batch, Site
 from steerlab.data import MCQItem
 from steerlab.errors import SteerlabError
+from steerlab.extraction import pas_vector
 from steerlab.interventions import steer
 from steerlab.methods.pas import (
     ContrastSetError,
     PASActivations,
     contrast_sets,
     ipas_pairs,
-    pas_vector,
     predictions,
     read_site,
 )
-from steerlab.metrics import mcq_accuracy, mcq_setup
+from steerlab.metrics import mcq_accuracy
 from steerlab.pipelines.pas import PASConfig, prepare, run_seed, summarize
+from steerlab.prompts import mcq_setup
+from steerlab.sites import LAST_PROMPT, Batch, Site
 
 WORDS = ["red", "blue", "cat", "dog", "sun", "moon", "tree", "rock", "fish", "bird", "rain", "snow"]
 

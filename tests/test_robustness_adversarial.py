@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.interventions import steer
 from steerlab.robustness.adversarial import (
     attack_loss,
@@ -15,6 +14,7 @@ from steerlab.robustness.adversarial import (
     input_cross_entropy,
     success_by_step,
 )
+from steerlab.sites import Site
 
 PAIR = SimpleNamespace(prompt="Is the sky green?", positive="Yes", negative="No", meta={})
 
@@ -26,7 +26,7 @@ def test_input_embeddings_are_resid_pre_0(tiny):
 
 
 def test_target_ids_rebuild_the_scored_prompt(tiny):
-    from steerlab.metrics import choice_setup
+    from steerlab.prompts import choice_setup
 
     adv = torch.tensor([tiny.tokenizer("x", add_special_tokens=False)["input_ids"]])
     for where, question in (("suffix", "Is the sky green? x"), ("prefix", "x Is the sky green?")):

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.interventions import steer
 from steerlab.metrics import perplexity_on
 from steerlab.robustness.cost import at_matched_effect, perplexity_cost
-from steerlab.sweeps import ChoiceTask
+from steerlab.sites import Site
+from steerlab.tasks import ChoiceTask
 
 TEXTS = ["The cat sat on the mat.", "A quick brown fox jumps over the lazy dog!", "Hello there, world."]
 PAIRS = [SimpleNamespace(prompt=q, positive=a, negative=b, meta={"id": i})

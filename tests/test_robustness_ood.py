@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.robustness.ood import BehaviourProbe, completion_features, id_ood_effects, ood_evaluation
+from steerlab.sites import Site
 
 
 def test_probe_scores_equal_sklearn():

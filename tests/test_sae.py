@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import steerlab as sl
-from steerlab.backends.base import LAST_PROMPT
 from steerlab.errors import SteerlabError
 from steerlab.sae import (
     CorpusActivations,
@@ -22,6 +21,7 @@ from steerlab.sae import (
     train_sae,
 )
 from steerlab.sae.corpus import record_site
+from steerlab.sites import LAST_PROMPT
 
 SITE = sl.Site(1)
 PROMPTS = ["hello there, friend", "hi"]
@@ -152,7 +152,7 @@ def test_compare_methods_puts_methods_on_the_same_axes(tiny):
     from steerlab.data import ContrastPair
     from steerlab.metrics import perplexity_on
     from steerlab.sae.compare import compare_methods, effect_table
-    from steerlab.sweeps import ChoiceTask
+    from steerlab.tasks import ChoiceTask
 
     sae = tiny_sae()
     pairs = [ContrastPair(f"Do you like {w}?", "Yes", "No") for w in ("tea", "rain", "maps")]

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
 from steerlab.scale import (
     DEFAULT_FRACTIONS,
@@ -13,6 +12,7 @@ from steerlab.scale import (
     token_norms,
     typical_norm,
 )
+from steerlab.sites import Site
 
 PROMPTS = ["Hello there, how are you?", "Hi", "A much longer prompt than the others, with commas.", "Steer me"]
 SITES = [Site(0), Site(1, "mlp_out")]
@@ -52,7 +52,7 @@ def test_token_norms_rows_positions_and_sinks(tiny):
 
 def test_typical_norm_ignores_a_planted_sink():
     # a fake backend whose first token is huge and one later token 50x the rest: neither moves the median
-    from steerlab.backends.base import Batch
+    from steerlab.sites import Batch
 
     class Fake:
         def site(self, s):

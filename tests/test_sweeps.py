@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
-from steerlab.sweeps import ChoiceTask, layer_scores, sweep, sweep_effect
+from steerlab.sites import LAST_PROMPT, Site
+from steerlab.sweeps import choose_layer, layer_scores, sweep, sweep_effect
+from steerlab.tasks import ChoiceTask
 from steerlab.vectors import Provenance, SteeringVector
 
 PAIRS = [
@@ -78,11 +79,35 @@ def test_sweep_is_tidy_and_baseline_is_shared(tiny, tmp_path):
     assert set(eff.columns) == {"method", "site", "layer", "effect", "rank"}
 
 
+
+def test_choose_layer_picks_the_largest_effect_and_ranks_the_automatic_choice():
+    effects = {0: 0.1, 1: 0.5, 2: 0.5, 3: -0.2}  # layers 1 and 2 tie: the lower one wins
+    rows = [
+        {"method": "caa", "seed": seed, "layer": layer, "site": "resid_post", "coeff": c, "metric": metric,
+         "value": (0.5 + c * eff / 2) if metric == "p_behaviour" else 9.0, "example_id": ex}
+        for layer, eff in effects.items() for c in (-1.0, 0.0, 1.0) for seed in (0, 1) for ex in range(2)
+        for metric in ("p_behaviour", "logit_diff")
+    ]  # fmt: skip
+    df = pd.DataFrame(rows)
+    scores = pd.DataFrame({"layer": [3, 0], "site": ["resid_post"] * 2, "score": [2.0, 1.0]})
+    choice = choose_layer(df, "p_behaviour", scores)
+    assert choice.site == Site(1) and choice.effect == pytest.approx(0.5) and choice.baseline == pytest.approx(0.5)
+    assert choice.effects.layer.tolist() == [1, 2, 0, 3] and choice.effects["rank"].tolist() == [1, 1, 3, 4]
+    assert (choice.auto, choice.auto_score, choice.auto_rank) == (Site(3), 2.0, 4)
+    assert choice.auto_effect == pytest.approx(-0.2)
+    plain = choose_layer(df[df.coeff != 0], "p_behaviour")
+    assert plain.auto is None and plain.baseline is None and plain.site == Site(1)
+    with pytest.raises(SteerlabError, match="one method at one site kind"):
+        choose_layer(pd.concat([df, df.assign(method="pca_diff")]), "p_behaviour")
+    with pytest.raises(SteerlabError, match="did not include"):
+        choose_layer(df, "p_behaviour", scores.assign(layer=[7, 0]))
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from steerlab.testing import tiny_backend
-    from steerlab.sweeps import ChoiceTask, sweep
+    from steerlab.sweeps import sweep
+    from steerlab.tasks import ChoiceTask
     sys.path.insert(0, {tests!r})
     from test_sweeps import PAIRS, vector
     lm = tiny_backend("nnsight", {folder!r})

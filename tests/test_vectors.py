@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from steerlab.backends.base import Site
 from steerlab.errors import SteerlabError
+from steerlab.sites import Site
 from steerlab.vectors import Provenance, SteeringVector, dataset_hash
 
 D = 8

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch, EditRunner, ForwardOutput, Prefix, Site
+from steerlab.backends.base import Backend, EditRunner
+from steerlab.sites import Batch, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
 

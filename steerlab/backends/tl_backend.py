@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Batch, Edit, EditRunner, ForwardOutput, Prefix, Site, removing
+from steerlab.backends.base import Backend, EditRunner, removing
 from steerlab.errors import SteerlabError
+from steerlab.sites import Batch, Edit, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
 

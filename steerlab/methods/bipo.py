@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import torch
@@ -55,9 +55,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit, Site
 from steerlab.errors import SteerlabError
 from steerlab.prompts import Encoded, encode, pair_prompts
+from steerlab.sites import Batch, Edit, Site
+
+if TYPE_CHECKING:  # annotations only: a backend is used through its methods
+    from steerlab.backends.base import Backend
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 model's own answers to a labelled multiple-choice dataset, and their mean-difference vector.
 
 The model answers every training item with one forward pass (argmax of the option-letter logits
-after the `steerlab.metrics.mcq_prompt` prompt). Its right and wrong answers then define the two
+after the `steerlab.prompts.mcq_prompt` prompt). Its right and wrong answers then define the two
 contrast sets, in one of three ways:
 
 | variant  | positive set                                   | negative set                                 |
@@ -13,7 +13,8 @@ contrast sets, in one of three ways:
 
 The vector is ``mean(positive) - mean(negative)`` of activations read at the last token, added
 unnormalised at the last prompt position of one layer. This module works on tensors only: the
-activations come from `steerlab.pipelines.pas`, which runs the model.
+activations come from `steerlab.pipelines.pas`, which runs the model, and
+`steerlab.extraction.pas_vector` wraps the directions in a `SteeringVector`.
 
 Read sites: the vector is read where it is written (``read="same"``), or, as in the authors' code,
 from the residual stream one block before the write (``read="resid_prev"``: ``resid_pre`` of the
@@ -29,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,11 +38,9 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from steerlab.backends.base import Site
 from steerlab.data import ContrastPair
 from steerlab.errors import SteerlabError
-from steerlab.methods.linear import mean_diff
-from steerlab.vectors import Provenance, SteeringVector, dataset_hash
+from steerlab.sites import Site
 
 Variant = Literal["pasf", "ipasa", "ipaswo"]
 VARIANTS: tuple[str, ...] = ("pasf", "ipasa", "ipaswo")
@@ -139,43 +137,6 @@ def contrast_sets(
     if variant == "ipasa":
         return acts.q_correct[site][right], acts.q_chosen[site][wrong]
     return acts.q_correct[site][wrong], acts.q_chosen[site][wrong]
-
-
-def pas_vector(
-    variant: Variant,
-    acts: PASActivations,
-    sites: Sequence[Site],
-    *,
-    read: ReadSite = "same",
-    provenance: Provenance | None = None,
-) -> SteeringVector:
-    """The PAS steering vector written at each of ``sites``: ``mean(pos) - mean(neg)`` at its read site.
-
-    ``provenance`` (e.g. from `steerlab.extraction.provenance`) gets the variant, read site and set
-    sizes added to its ``extra``; without it the model is recorded as unknown.
-
-    Example:
-        >>> vec = pas_vector("ipasa", train_acts, [Site(12)], read="resid_prev")   # doctest: +SKIP
-    """
-    if not sites:
-        raise SteerlabError("no sites given; pass e.g. [Site(12)]")
-    directions = {}
-    for site in sites:
-        pos, neg = contrast_sets(variant, acts, read_site(site, read))
-        directions[site] = mean_diff(pos, neg)
-    n_pos, n_neg = (len(x) for x in contrast_sets(variant, acts, read_site(sites[0], read)))
-    d_model = next(iter(directions.values())).shape[0]
-    base = provenance or Provenance(model="unknown", d_model=d_model, method="pas")
-    prov = dataclasses.replace(
-        base,
-        method=f"pas_{variant}",
-        read_position="last_token",
-        n_pairs=min(n_pos, n_neg),
-        dataset_hash=base.dataset_hash or dataset_hash(acts.correct.tolist()),
-        extra={**base.extra, "read_site": read, "n_pos": n_pos, "n_neg": n_neg,
-               "paper": "Cui & Chen 2025, arXiv 2509.22739"},
-    )  # fmt: skip
-    return SteeringVector(directions, prov)
 
 
 def ipas_pairs(items: Sequence, pred: Sequence[int]) -> list[ContrastPair]:

@@ -41,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.activations import collect_pairs
-from steerlab.backends.base import LAST_PROMPT, Backend, Site
+from steerlab.backends.base import Backend
 from steerlab.data import split
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
@@ -56,7 +56,9 @@ from steerlab.methods.pas import (
     predictions,
     read_site,
 )
-from steerlab.sweeps import ChoiceTask, layer_scores
+from steerlab.sites import LAST_PROMPT, Site
+from steerlab.sweeps import layer_scores
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from steerlab import data
 from steerlab.backends.base import Backend
 from steerlab.data import MCQItem
 from steerlab.errors import SteerlabError
-from steerlab.metrics import LETTERS, mcq_prompt, mcq_setup
+from steerlab.prompts import LETTERS, mcq_prompt, mcq_setup
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.activations import PairActivations, collect_pairs
-from steerlab.backends.base import LAST_PROMPT, Backend, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.methods import linear
 from steerlab.methods import saas as S
-from steerlab.sweeps import ChoiceTask
+from steerlab.sites import LAST_PROMPT, Site
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

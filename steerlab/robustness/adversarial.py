@@ -38,9 +38,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
-from steerlab.metrics import choice_setup
+from steerlab.prompts import choice_setup
+from steerlab.sites import Batch, Edit, Site
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import ALL, Backend, Positions
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import perplexity_on
-from steerlab.sweeps import ChoiceTask
+from steerlab.sites import ALL, Positions
+from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,11 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import ALL, Backend, Batch, Positions, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability, generations
+from steerlab.sites import ALL, Batch, Positions, Site
 
 logger = logging.getLogger(__name__)
 

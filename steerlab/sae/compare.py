@@ -25,10 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import ALL, LAST_PROMPT, Backend, Edit, Positions, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.metrics import perplexity_on
-from steerlab.sweeps import COLUMNS, ChoiceTask
+from steerlab.sites import ALL, LAST_PROMPT, Edit, Positions, Site
+from steerlab.sweeps import COLUMNS
+from steerlab.tasks import ChoiceTask
 
 EditMaker = Callable[[float, Positions], Sequence[Edit]]
 

@@ -27,8 +27,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
+from steerlab.sites import Batch, Edit, Site
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit, Positions, Site
+from steerlab.backends.base import Backend
 from steerlab.sae.corpus import corpus_chunks
+from steerlab.sites import Batch, Edit, Positions, Site
 
 
 def sae_forward(sae: Any, h: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,9 +23,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from steerlab.backends.base import ALL, Edit, Positions, Site
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add
+from steerlab.sites import ALL, Edit, Positions, Site
 from steerlab.vectors import Provenance, SteeringVector
 
 

@@ -41,9 +41,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.sae.corpus import DEFAULT_CORPORA, CorpusActivations, collect_corpus
+from steerlab.sites import Site
 from steerlab.vectors import dataset_hash
 
 logger = logging.getLogger(__name__)

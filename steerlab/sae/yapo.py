@@ -29,9 +29,10 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Edit, Site
+from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
 from steerlab.methods.bipo import bipo_loss, completion_logprobs, encode_pairs
+from steerlab.sites import Edit, Site
 
 
 def _lr_factor(total: int, n_warm: int):

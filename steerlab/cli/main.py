@@ -1,0 +1,117 @@
+"""The `app` every command registers on, with what the commands share: the logging callback, clean
+errors (exit code 2, no traceback), the threads option and the layer/strength parsers.
+
+torch, the models and the data readers are imported inside the commands, so ``steerlab --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+from collections.abc import Iterator
+from enum import StrEnum
+
+import typer
+
+from steerlab.errors import SteerlabError
+
+app = typer.Typer(
+    name="steerlab",
+    help="Activation steering for language models: extract, sweep and evaluate steering vectors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
+)
+
+
+class BackendKind(StrEnum):
+    tl = "tl"
+    nnsight = "nnsight"
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Bad input ends the command with its message and exit code 2, not a traceback."""
+    try:
+        yield
+    except SteerlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress messages (INFO level).")) -> None:
+    """Activation steering for language models: extract, sweep and evaluate steering vectors."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+THREADS_HELP = "CPU threads for torch (default: torch's choice). On a busy shared CPU, 1 can be several times faster."
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------- option parsing
+
+_RANGE = re.compile(r"^(-?\d+)\s*-\s*(-?\d+)$")
+
+
+def parse_layers(text: str, n_layers: int, model: str = "this model") -> list[int]:
+    """Layers from ``"all"``, ``"10-15"`` (inclusive), ``"8,12,16"``, ``"-1"`` or ``"-4--1"``, sorted and unique.
+
+    Negative numbers count from the end (``-1`` is the last layer).
+
+    Example:
+        >>> parse_layers("0,2-3,-1", 30)
+        [0, 2, 3, 29]
+    """
+    from steerlab.sites import Site
+
+    def resolve(number: str) -> int:
+        return Site(int(number)).resolve(n_layers, model).layer
+
+    layers: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() == "all":
+            layers.update(range(n_layers))
+        elif re.fullmatch(r"-?\d+", part):
+            layers.add(resolve(part))
+        elif match := _RANGE.match(part):
+            start, end = resolve(match[1]), resolve(match[2])
+            if start > end:
+                raise SteerlabError(f"layer range {part!r} runs backwards ({start} > {end}); write it low-high")
+            layers.update(range(start, end + 1))
+        else:
+            raise SteerlabError(
+                f"cannot read layers {text!r} (at {part!r}); write 'all', a range '10-15', a list '8,12,16' "
+                "or negative numbers counting from the end ('-1', '-4--1')"
+            )
+    return sorted(layers)
+
+
+def parse_coeffs(text: str, min_count: int = 2) -> list[float]:
+    """Steering strengths from ``"-8,0,8"``: at least ``min_count`` distinct finite numbers, sorted.
+
+    Pass a leading minus sign with ``--coeffs=-8,0,8`` or ``--coeffs -8,0,8``.
+
+    Example:
+        >>> parse_coeffs("8, -8, 0")
+        [-8.0, 0.0, 8.0]
+    """
+    try:
+        values = sorted({float(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise SteerlabError(f"cannot read coeffs {text!r}; write comma-separated numbers such as '-8,0,8'") from None
+    if len(values) < min_count or not all(math.isfinite(v) for v in values):
+        need = {1: "one finite number", 2: "two distinct finite numbers (the effect is the metric at the highest "
+                "minus at the lowest)"}.get(min_count, f"{min_count} distinct finite numbers")  # fmt: skip
+        raise SteerlabError(f"coeffs {text!r} must be at least {need}, e.g. '-8,0,8'")
+    return values

@@ -1,0 +1,98 @@
+"""Tasks (`steerlab.tasks`): the text log-likelihood task against a hand computation, and `sweep` on any task."""
+
+from types import SimpleNamespace as NS
+
+import pytest
+import torch
+
+from steerlab.data import DataError
+from steerlab.errors import SteerlabError
+from steerlab.interventions import steer
+from steerlab.sites import LAST_PROMPT, Site
+from steerlab.sweeps import COLUMNS, sweep
+from steerlab.tasks import ChoiceTask, Task, TextLoglikTask
+from steerlab.vectors import Provenance, SteeringVector
+
+TEXTS = ["what a lovely happy day", "such a sad gloomy night", "sunny and bright", "grey cold rain"]
+LABELS = [1, 0, 1, 0]
+
+
+def items(texts=TEXTS, labels=LABELS):
+    return [NS(text=t, label=y, meta={"id": f"t{i}", "source": "mood.csv", "line": i + 2})
+            for i, (t, y) in enumerate(zip(texts, labels, strict=True))]  # fmt: skip
+
+
+def vector(lm):
+    g = torch.Generator().manual_seed(0)
+    dirs = {Site(L): torch.randn(lm.d_model, generator=g) for L in (0, 1)}
+    return SteeringVector(dirs, Provenance(model=lm.name, d_model=lm.d_model, n_layers=lm.n_layers, method="rand"))
+
+
+def hand_loglik(lm, text, edits=None):
+    """Mean next-token log-likelihood of one text, from the backend's own token losses."""
+    nll, mask = lm.token_losses([text], edits=edits)
+    return -float(nll.sum() / mask.sum())
+
+
+@pytest.mark.parametrize("edited", [False, True])
+def test_text_loglik_task_equals_hand_computation(tiny, edited):
+    edits = steer(vector(tiny), 2.0) if edited else ()
+    df = TextLoglikTask.from_items(tiny, items(), batch_size=3).evaluate(edits)
+    ref = [hand_loglik(tiny, t, edits or None) for t in TEXTS]
+    rows = df[df.metric != "loglik_gap"]
+    assert rows.example_id.tolist() == ["t0", "t1", "t2", "t3"]
+    assert rows.metric.tolist() == ["loglik_pos", "loglik_neg", "loglik_pos", "loglik_neg"]
+    assert rows.value.to_numpy() == pytest.approx(ref, abs=1e-5)
+    gap = df[df.metric == "loglik_gap"]
+    assert gap.example_id.tolist() == ["all"]
+    assert gap.value.iloc[0] == pytest.approx((ref[0] + ref[2]) / 2 - (ref[1] + ref[3]) / 2, abs=1e-5)
+
+
+def test_both_tasks_are_tasks(tiny):
+    pairs = [NS(prompt="Is it?", positive="Yes", negative="No", meta={})]
+    choice, loglik = ChoiceTask.from_pairs(tiny, pairs), TextLoglikTask.from_items(tiny, items())
+    assert isinstance(choice, Task) and isinstance(loglik, Task)
+    assert choice.can_reuse_prefix and not loglik.can_reuse_prefix
+    assert loglik.metrics[0] == "loglik_gap"
+    assert loglik.fingerprint() != TextLoglikTask.from_items(tiny, items(labels=[0, 1, 1, 0])).fingerprint()
+    with pytest.raises(SteerlabError, match="no prefix to reuse"):
+        loglik.evaluate(reuse_prefix=True)
+
+
+def test_text_loglik_task_refuses_bad_input(tiny):
+    with pytest.raises(DataError, match=r"mood.csv, record at 3: the text 'x' has fewer than 2 tokens"):
+        TextLoglikTask.from_items(tiny, items(texts=["long enough", "x", "fine text", "also fine"]))
+    with pytest.raises(SteerlabError, match="both present"):
+        TextLoglikTask.from_items(tiny, items(labels=[1, 1, 1, 1]))
+    with pytest.raises(SteerlabError, match="one of each"):
+        TextLoglikTask(tiny, TEXTS, LABELS[:3], [0, 1, 2, 3])
+
+
+def test_sweep_evaluates_a_text_task_and_resumes(tiny, tmp_path):
+    task = TextLoglikTask.from_items(tiny, items(), batch_size=2)
+    computed = []
+    kwargs = dict(coeffs=[-2, 0, 2], out=tmp_path / "run", progress=False)
+    df = sweep(tiny, {("caa", 3): vector(tiny)}, task, on_cell=computed.append, **kwargs)
+    assert list(df.columns) == COLUMNS and (tmp_path / "run" / "sweep.json").exists()
+    assert len(computed) == 5  # the unsteered cell once, then 2 layers x 2 strengths
+    steered = task.evaluate(steer({Site(1): vector(tiny)[Site(1)]}, 2.0))
+    cell = df[(df.layer == 1) & (df.coeff == 2.0)]
+    assert cell.value.to_numpy() == pytest.approx(steered.value.to_numpy(), abs=1e-6)
+    assert set(cell.method) == {"caa"} and set(cell.seed) == {3}
+    assert not cell.value.to_numpy() == pytest.approx(df[df.coeff == 0].value.to_numpy()[: len(cell)], abs=1e-3)
+
+    again = []
+    resumed = sweep(tiny, {("caa", 3): vector(tiny)}, task, on_cell=again.append, **kwargs)
+    assert again == [] and resumed.value.to_numpy() == pytest.approx(df.value.to_numpy(), abs=1e-12)
+    other = TextLoglikTask.from_items(tiny, items(labels=[0, 1, 0, 1]))
+    with pytest.raises(SteerlabError, match="different task"):
+        sweep(tiny, {("caa", 3): vector(tiny)}, other, **kwargs)
+
+
+def test_sweep_does_not_reuse_a_prefix_the_task_cannot(tiny):
+    """With last-token steering a text task runs full forwards; the last token predicts no scored token,
+    so every cell equals the unsteered one."""
+    task = TextLoglikTask.from_items(tiny, items())
+    df = sweep(tiny, vector(tiny), task, coeffs=[0, 5], positions=LAST_PROMPT, progress=False)
+    values = df.pivot_table(index=["layer", "example_id", "metric"], columns="coeff", values="value")
+    assert values[5.0].to_numpy() == pytest.approx(values[0.0].to_numpy(), abs=1e-6)
