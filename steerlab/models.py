@@ -415,8 +415,15 @@ def wrap(
             "device= is for backend='tl' (where TransformerLens puts its copy); the nnsight backend runs your "
             "model where it is: move it with model.to(...) before wrapping"
         )
+    source = str(getattr(hf_model, "name_or_path", "") or "")
+    if backend == "tl" and not source:
+        raise SteerlabError(
+            "TransformerLens reads the architecture from the model's hub name or folder, and this model has neither "
+            "(name_or_path is empty: built from a config?); save it with save_pretrained(folder) and use "
+            "load_model(folder, backend='tl'), or use backend='nnsight'"
+        )
     hf_model.eval().requires_grad_(False)
-    name = name or getattr(hf_model, "name_or_path", "") or type(hf_model).__name__
+    name = name or source or type(hf_model).__name__
     target = pick_device(device) if device is not None else None
     if backend == "tl" and target is None:
         target = hf_model.get_input_embeddings().weight.device

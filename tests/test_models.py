@@ -1,5 +1,6 @@
 """Model loading: local folders, names, device and dtype choice, pass-through to transformers, wrap, clear errors."""
 
+import copy
 import os
 import shutil
 
@@ -203,6 +204,11 @@ def test_wrap_refuses_what_it_cannot_run(tiny_folder):
         meta = AutoModelForCausalLM.from_config(hf.config)
     with pytest.raises(SteerlabError, match="meta device"):
         sl.wrap(meta, tok)
+    config = copy.deepcopy(hf.config)
+    config.name_or_path = ""
+    built = AutoModelForCausalLM.from_config(config)  # no hub name, no folder: TransformerLens has no config
+    with pytest.raises(SteerlabError, match="name_or_path is empty"):
+        sl.wrap(built, tok, backend="tl")
 
 
 def test_a_missing_backend_package_is_named_before_loading(monkeypatch, no_loading):
