@@ -227,3 +227,15 @@ def test_top_level_names_stay_functions_after_submodule_imports():
 
     assert callable(sl.extract) and callable(sl.sweep) and callable(sl.steer)
     assert sl.extract.__name__ == "extract"
+
+
+def test_an_architecture_transformers_does_not_know_is_explained(tmp_path, tiny_folder):
+    import json
+
+    folder = tmp_path / "unknown"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="nosucharch", architectures=["NoSuchForCausalLM"])
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SteerlabError, match="(?s)transformers cannot build .*trust_remote_code=True"):
+        load_model(str(folder))
