@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.steerlab-setup
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup test test-fast reproduce lint clean-venv
+.PHONY: setup test test-fast reproduce lint clean-venv constraints
 
 setup: $(STAMP)
 
@@ -43,3 +43,7 @@ lint: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# After changing a dependency: install it into .venv (within pyproject's ranges), then rewrite the exact set.
+constraints:
+	$(BIN)/python tools/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
