@@ -5,6 +5,8 @@
     >>> pairs = sl.data.load_persona("agreeableness")
     >>> vec = sl.extract(lm, pairs[:200], sites=[12])          # CAA mean difference at resid_post.12
     >>> lm.generate(lm.chat("Tell me about yourself."), edits=sl.steer(vec, 8.0))
+    >>> lm = sl.load_model("meta-llama/Llama-3.1-8B-Instruct", device="cuda", dtype="bfloat16")  # any HF model
+    >>> lm = sl.wrap(hf_model, tokenizer)                       # a model you loaded or built yourself
 
 Names are imported lazily: ``import steerlab`` does not import torch, TransformerLens or nnsight.
 """
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_model": "steerlab.models",
+    "wrap": "steerlab.models",
     "Site": "steerlab.sites",
     "Positions": "steerlab.sites",
     "ALL": "steerlab.sites",
@@ -61,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from steerlab.errors import SteerlabError  # noqa: F401
     from steerlab.extraction import extract  # noqa: F401
     from steerlab.interventions import steer  # noqa: F401
-    from steerlab.models import load_model  # noqa: F401
+    from steerlab.models import load_model, wrap  # noqa: F401
     from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.sweeps import sweep  # noqa: F401
     from steerlab.tasks import ChoiceTask  # noqa: F401
