@@ -92,8 +92,8 @@ class Run:
     backend: str = "nnsight"
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (see `timed`)
     started: float = field(default_factory=time.perf_counter)
-    _lm: Backend | None = field(default=None, repr=False)
-    _config: Any = field(default=None, repr=False)
+    _lm: Backend | None = field(default=None, init=False, repr=False)
+    _config: Any = field(default=None, init=False, repr=False)
 
     @property
     def model_name(self) -> str:
@@ -121,6 +121,11 @@ class Run:
                 "the installed package: run the notebooks from a clone (git clone ...; pip install -e .)"
             )
         return DATA
+
+    @property
+    def loaded(self) -> bool:
+        """Whether ``lm`` has been loaded."""
+        return self._lm is not None
 
     @property
     def lm(self) -> Backend:
@@ -187,6 +192,7 @@ class Run:
             ...         print(f"{b} done at {clock():.0f} s")
         """
         t0 = time.perf_counter()
+        self.timings.setdefault(stage, 0.0)  # stages keep the order they started in
 
         def clock() -> float:
             return time.perf_counter() - t0

@@ -210,7 +210,11 @@ def run_notebook(
         raise SteerlabError("running notebooks needs papermill: pip install -e '.[dev]' (or make setup)") from None
     path = Path(path).resolve()
     figures = Path(figures).resolve()
-    parameters: dict[str, Any] = {"SMOKE": bool(smoke), "FIGURES": os.path.relpath(figures, path.parent)}
+    try:
+        relative = os.path.relpath(figures, path.parent)
+    except ValueError:  # another drive (Windows): no relative path exists
+        relative = str(figures)
+    parameters: dict[str, Any] = {"SMOKE": bool(smoke), "FIGURES": relative}
     given = {"MODEL": model, "DEVICE": device, "DTYPE": dtype}
     parameters.update({name: str(value) for name, value in given.items() if value is not None})
     if batch_size is not None:

@@ -30,7 +30,7 @@ def test_layer_fractions_give_smollm2_the_layers_its_committed_results_used(smol
     assert {f: smol_shaped.layer(f) for f in used} == used
     assert smol_shaped.layers(0.27, 0.47, 0.67) == (8, 14, 20)
     assert (4 * smol_shaped.d_model, 2 * smol_shaped.d_model) == (2304, 1152)  # notebook 13's SAE widths
-    assert smol_shaped._lm is None  # n_layers and d_model came from the config: nothing was loaded
+    assert not smol_shaped.loaded  # n_layers and d_model came from the config: nothing was loaded
 
 
 def test_layer_fractions_scale_to_other_depths(tmp_path):
@@ -81,7 +81,7 @@ def test_timed_accumulates_and_records_on_error(tmp_path):
 
 def test_model_loads_once_on_first_use(tmp_path, tiny_folder):
     run = start("x", smoke=True, figures=tmp_path, model=str(tiny_folder), device="cpu", threads=1)
-    assert run._lm is None and run.n_layers == 2  # from the config
+    assert not run.loaded and run.n_layers == 2  # from the config
     lm = run.lm
     assert run.lm is lm and lm.n_layers == run.n_layers == 2 and "load model" in run.timings
     assert repr(lm) in str(run)
