@@ -122,6 +122,14 @@ def _environ(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
+def _relative_to(target: Path, folder: Path) -> str:
+    """``target`` relative to ``folder`` (absolute if there is no relative path, e.g. another drive)."""
+    try:
+        return os.path.relpath(target, folder)
+    except ValueError:
+        return str(target)
+
+
 def relative_paths(nb: Any, folder: str | Path) -> int:
     """Rewrite absolute paths under ``folder`` (a notebook's folder) and its parent as relative ones, in place.
 
@@ -190,9 +198,9 @@ def run_notebook(
         figures: Folder for the notebook's figures, injected as ``FIGURES`` relative to the notebook's
             folder (the kernel runs there) and set as ``$STEERLAB_FIGURES`` (absolute).
         model, device, dtype, batch_size: Injected as ``MODEL``, ``DEVICE``, ``DTYPE`` and ``BATCH_SIZE``
-            when given (a hub name or local folder; ``"cuda"``; ``"bfloat16"``; an upper bound on batch
-            sizes). ``None`` leaves the notebook's own value (the embedded SmolLM2, the best device, its
-            default dtype, its own batch sizes).
+            when given (a hub name or local folder, the folder made relative to the notebook's; ``"cuda"``;
+            ``"bfloat16"``; an upper bound on batch sizes). ``None`` leaves the notebook's own value (the
+            embedded SmolLM2, the best device, its default dtype, its own batch sizes).
         output: Where to write the executed notebook. Default: the notebook itself in full mode,
             a new temporary folder in smoke mode. Writing in place goes through a temporary file,
             so a failed run leaves the notebook untouched.
@@ -210,11 +218,9 @@ def run_notebook(
         raise SteerlabError("running notebooks needs papermill: pip install -e '.[dev]' (or make setup)") from None
     path = Path(path).resolve()
     figures = Path(figures).resolve()
-    try:
-        relative = os.path.relpath(figures, path.parent)
-    except ValueError:  # another drive (Windows): no relative path exists
-        relative = str(figures)
-    parameters: dict[str, Any] = {"SMOKE": bool(smoke), "FIGURES": relative}
+    parameters: dict[str, Any] = {"SMOKE": bool(smoke), "FIGURES": _relative_to(figures, path.parent)}
+    if model is not None and Path(model).expanduser().exists():  # a local folder: the kernel runs elsewhere
+        model = _relative_to(Path(model).expanduser().resolve(), path.parent)
     given = {"MODEL": model, "DEVICE": device, "DTYPE": dtype}
     parameters.update({name: str(value) for name, value in given.items() if value is not None})
     if batch_size is not None:

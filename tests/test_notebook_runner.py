@@ -61,6 +61,15 @@ def test_parameters_are_injected_and_no_absolute_path_is_written(tmp_path):
     assert str(tmp_path) not in text and '"figures at ../figures' in text
 
 
+def test_a_local_model_folder_is_injected_relative_to_the_notebook(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "models" / "my-llama").mkdir(parents=True)
+    nb = make_notebook(tmp_path / "notebooks" / "05_test.ipynb")
+    monkeypatch.chdir(tmp_path)  # the folder is given relative to where the runner runs, not the kernel
+    run_notebook(nb, smoke=True, figures=tmp_path / "figs", model="models/my-llama", timeout=120)
+    assert json.loads((tmp_path / "figs" / "ran.json").read_text())[2] == "../models/my-llama"
+
+
 def test_parameters_not_given_keep_the_notebooks_values(tmp_path):
     nb = make_notebook(tmp_path / "02_test.ipynb")
     run_notebook(nb, smoke=True, figures=tmp_path / "figs", timeout=120)
