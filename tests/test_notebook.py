@@ -8,6 +8,14 @@ from steerlab.errors import SteerlabError
 from steerlab.notebook import DATA, Run, model_label, model_slug, start
 
 
+@pytest.fixture(autouse=True)
+def _temporary_folders_in_tmp_path(tmp_path, monkeypatch):
+    """Smoke runs make a temporary runs folder: keep it inside the test's folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def config_folder(folder: Path, n_layers: int, d_model: int) -> Path:
     """A model folder holding only a config (nothing to load but the config)."""
     from transformers import LlamaConfig
@@ -42,7 +50,7 @@ def test_layer_fractions_scale_to_other_depths(tmp_path):
 
 def test_folders_smoke_and_full(tmp_path, smol_shaped):
     assert smol_shaped.figures.is_dir() and smol_shaped.runs.is_dir()
-    assert not smol_shaped.runs.is_relative_to(tmp_path)  # smoke: a fresh temporary folder
+    assert smol_shaped.runs.parent == tmp_path and smol_shaped.runs.name.startswith("steerlab-01_test-")  # temporary
     full = start("06_saas", smoke=False, figures=tmp_path / "repo" / "figures", threads=1)
     assert full.runs == tmp_path / "repo" / "runs" / "smollm2-135m-instruct" / "06_saas"
     shared = start("03_pas", smoke=False, figures=tmp_path / "repo" / "figures", model="gemma3-270m", runs="pas",
