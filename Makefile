@@ -1,4 +1,6 @@
 # steerlab: `make reproduce` (setup + every numbered notebook, full mode, writing figures/)
+#           `make reproduce MODEL=<hub name or folder> DEVICE=cuda [DTYPE=bfloat16] [BATCH_SIZE=8] [FIGURES=dir]`
+#                            (the same on another model; cached runs go to runs/<model>/)
 #           `make test`      (setup + unit tests, integration tests, notebooks in smoke mode)
 # The first Python >= 3.11 on PATH (3.11 first: constraints.txt was resolved there); override with
 # `make setup PYTHON=/path/to/python3.12`. Each candidate is run, not just found: a pyenv shim exists on
@@ -13,6 +15,10 @@ STAMP  := $(VENV)/.steerlab-setup
 # a different build (an unpinned one pulls gigabytes of CUDA wheels).
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+FIGURES ?= figures
+# the notebooks' parameters MODEL, DEVICE, DTYPE, BATCH_SIZE: passed on only when set
+NB_PARAMS = $(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device "$(DEVICE)") \
+            $(if $(DTYPE),--dtype "$(DTYPE)") $(if $(BATCH_SIZE),--batch-size "$(BATCH_SIZE)")
 
 .PHONY: setup test test-fast reproduce lint clean-venv constraints
 
@@ -36,7 +42,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 reproduce: setup
-	$(BIN)/python -m steerlab notebooks --out figures $(NOTEBOOKS)
+	$(BIN)/python -m steerlab notebooks --out "$(FIGURES)" $(NB_PARAMS) $(NOTEBOOKS)
 
 lint: setup
 	$(BIN)/ruff check steerlab tests benchmarks

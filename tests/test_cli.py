@@ -322,7 +322,8 @@ def test_notebooks_smoke_injects_parameters(tmp_path):
     smoke, fig_param, fig_env, cwd, scratch = json.loads((figures / "ran.json").read_text())
     assert not Path(scratch).exists()  # the kernel's temporary folders are removed after the run
     assert smoke is True
-    assert fig_param == fig_env == str(figures.resolve())
+    assert fig_env == str(figures.resolve())
+    assert not Path(fig_param).is_absolute() and (Path(cwd) / fig_param).resolve() == figures.resolve()
     assert Path(cwd) == tmp_path.resolve()  # the kernel runs in the notebook's folder
     assert nb.read_text() == before  # smoke mode leaves the notebook alone
 

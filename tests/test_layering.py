@@ -66,7 +66,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steerlab.robustness", "steerlab.sae"),
     ("steerlab.plotting",),
     ("steerlab.pipelines", "steerlab.agents", "steerlab.scorers", "steerlab.cli", "steerlab.notebook_runner",
-     "steerlab.testing", "steerlab", "steerlab.__main__"),
+     "steerlab.notebook", "steerlab.testing", "steerlab", "steerlab.__main__"),
 ]  # fmt: skip
 
 

@@ -158,11 +158,22 @@ def test_split_directions_oracles():
     def scaled(v):
         return (v / v.norm() * 0.5 * norm).float()
 
-    torch.testing.assert_close(dirs[("caa", 3, P._key(dirs, ("caa", 3, math.nan))[2])], scaled(local.mean(0)))
-    torch.testing.assert_close(dirs[("uniform", 3, math.inf)], scaled(local[elig].mean(0)))
-    torch.testing.assert_close(dirs[("flat", 3, 1.0)], scaled(local.mean(0)))  # equal scores, no eligibility = CAA
-    assert weights[("uniform", 3, math.inf)].sum() == pytest.approx(1.0)
+    torch.testing.assert_close(dirs[P.Cell("caa", 3)], scaled(local.mean(0)))
+    torch.testing.assert_close(dirs[P.Cell("uniform", 3, math.inf)], scaled(local[elig].mean(0)))
+    torch.testing.assert_close(dirs[P.Cell("flat", 3, 1.0)], scaled(local.mean(0)))  # equal scores, no eligibility
+    assert weights[P.Cell("uniform", 3, math.inf)].sum() == pytest.approx(1.0)
+    assert set(dirs) == {P.Cell("caa", 3), P.Cell("logit_diff", 3, 1.0), P.Cell("conf", 3),
+                         P.Cell("uniform", 3, math.inf), P.Cell("flat", 3, 1.0)}  # fmt: skip
     assert all(float(v.norm()) == pytest.approx(0.5 * norm, rel=1e-5) for v in dirs.values())
+
+
+def test_cell_reads_nan_tau_and_numpy_layer_as_row_values_do():
+    row = pd.DataFrame({"method": ["caa", "saas"], "layer": [12, 16], "tau": [math.nan, 0.5]})
+    caa, saas = (P.Cell(r.method, r.layer, r.tau) for r in row.itertuples())
+    assert caa == P.Cell("caa", 12) and caa.tau is None and math.isnan(caa.row_tau)
+    assert saas == P.Cell("saas", 16, 0.5) and type(saas.layer) is int and saas.site == P.Site(16)
+    assert {caa: 1}[P.Cell("caa", np.int64(12), float("nan"))] == 1  # hashes equal, so dict lookups work
+    assert P.Cell("uniform", 3, math.inf).row_tau == math.inf
 
 
 def test_test_table_and_effects_from_rows():
@@ -197,6 +208,8 @@ def test_run_split_on_tiny_model(tiny_folder):
     variants = [P.SaasVariant("saas", np.random.default_rng(0).uniform(0, 10, (20, 3)), np.array([1.0, 5.0, 9.0]))]
     idx = P.split_indices(20, 1, (7, 2, 1))[0]
     rows, elig, dirs, weights = P.run_split(lm, prep, 0, idx, cfg, variants)
+    for c in P.chosen_cells(rows).itertuples():  # every chosen row names a direction
+        assert dirs[P.Cell(c.method, c.layer, c.tau)].shape == (lm.d_model,)
     val = rows[rows.stage == "val"]
     assert set(val.method) == {"base", "caa", "conf", "saas"}
     assert len(val[val.method == "caa"]) == 2 * 2 * len(idx[1])  # 2 layers x 2 strengths x items

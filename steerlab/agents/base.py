@@ -10,7 +10,7 @@ options), recording which agent answered, so a notebook rerun is offline-reprodu
 numbers say where they came from. `CachedAgent` puts a cache in front of any agent.
 
 Example:
-    >>> cache = AgentCache("notebooks/agent_cache")                       # doctest: +SKIP
+    >>> cache = AgentCache("data/agent_cache/smollm2-135m-instruct")                       # doctest: +SKIP
     >>> agent = CachedAgent(LocalAgent(lm), cache)                         # doctest: +SKIP
     >>> agent.complete([{"role": "user", "content": "Say hi."}])           # doctest: +SKIP
 """

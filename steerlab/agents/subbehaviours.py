@@ -14,7 +14,7 @@ same content can replace both agents (for users who write or review sub-behaviou
         contribution: 9
 
 Example:
-    >>> subs = load_subbehaviours("notebooks/subbehaviours/agreeableness.yaml")   # doctest: +SKIP
+    >>> subs = load_subbehaviours("data/subbehaviours/agreeableness.yaml")   # doctest: +SKIP
     >>> subs.kept_contributions                                                  # doctest: +SKIP
 """
 

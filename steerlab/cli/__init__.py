@@ -6,7 +6,7 @@ run the paper pipelines and the numbered notebooks.
     steerlab pas --data mcq.jsonl --variant ipasa --out runs/pas
     steerlab saas --data pairs.jsonl --behavior "..." --agent embedding --out runs/saas
     steerlab sae train --layer 12
-    steerlab notebooks [PATHS...] --out figures [--smoke]
+    steerlab notebooks [PATHS...] --out figures [--smoke] [--model NAME --device cuda --dtype bfloat16]
 
 One module per command (`models`, `sweep`, `pas`, `saas`, `sae`, `notebooks`), each registering on the
 `app` of `steerlab.cli.main`; the commands keep options, argument checks and printing, the work is in

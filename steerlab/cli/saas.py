@@ -45,12 +45,15 @@ def saas(
     Writes eligibility.csv, instances.csv (per-instance scores s_i and weights), subbehaviours.yaml,
     attempts.csv (every agent attempt), vector.safetensors/.json and summary.json to --out.
     """
-    from steerlab.pipelines.saas_vector import build_saas_vector
+    from steerlab.models import load_model
+    from steerlab.pipelines.saas_vector import compute_saas_vector, read_pairs, write_saas_vector
 
     with clean_errors():
         set_threads(threads)
-        summary = build_saas_vector(
-            data, behavior, agent.value, out, subbehaviours=subbehaviours, layer=layer, tau=tau, n_train=n_train,
-            cache=cache, model=model, backend=backend.value, seed=seed, progress=progress,
+        pairs = read_pairs(data, n_train, seed)
+        result = compute_saas_vector(
+            load_model(model, backend=backend.value), pairs, behavior, agent.value, subbehaviours=subbehaviours,
+            layer=layer, tau=tau, cache=cache or out / "agent_cache", dataset=str(data), seed=seed, progress=progress,
         )  # fmt: skip
-        typer.echo(json.dumps(summary, indent=2))
+        write_saas_vector(result, out)
+        typer.echo(json.dumps(result.summary, indent=2))

@@ -64,6 +64,38 @@ class SaasConfig:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One candidate direction of a split: a method's vector at a layer and temperature.
+
+    ``tau`` is ``None`` for methods without a temperature (CAA, PCA, BiPO, conf) and ``inf`` for
+    uniform weights (a `SaasVariant` without scores). A NaN ``tau``, as the tidy result rows hold it,
+    reads as ``None``, so a row of `chosen_cells` or `effects` names its direction directly:
+
+        >>> c = chosen_cells(rows).iloc[0]                       # doctest: +SKIP
+        >>> directions[Cell(c.method, c.layer, c.tau)]           # doctest: +SKIP
+    """
+
+    method: str
+    layer: int
+    tau: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", int(self.layer))
+        tau = None if self.tau is None or math.isnan(float(self.tau)) else float(self.tau)
+        object.__setattr__(self, "tau", tau)
+
+    @property
+    def site(self) -> Site:
+        """The residual-stream site the direction is added at."""
+        return Site(self.layer)
+
+    @property
+    def row_tau(self) -> float:
+        """``tau`` as the result rows hold it (NaN for ``None``)."""
+        return math.nan if self.tau is None else self.tau
+
+
+@dataclass(frozen=True)
 class SaasVariant:
     """One SAAS weighting: Agent-3 ``scores`` ``(n_pool, K)`` with ``contributions`` ``(K,)``; ``scores=None``
     means uniform weights; ``eligibility=False`` skips the eligibility filter."""
@@ -122,27 +154,29 @@ def _unit_scaled(v: torch.Tensor, norm: float, fraction: float) -> torch.Tensor:
 
 def split_directions(backend: Backend, prep: Prepared, train: np.ndarray, cfg: SaasConfig,
                      variants: Sequence[SaasVariant], *, progress: bool = False):  # fmt: skip
-    """Directions ``{(method, layer, tau): Tensor}`` (scaled) and the eligibility reports ``{(variant, layer): df}``."""
-    dirs: dict[tuple[str, int, float], torch.Tensor] = {}
+    """Directions ``{Cell: Tensor}`` (scaled), eligibility reports ``{(variant, layer): df}`` and the SAAS
+    variants' instance weights ``{Cell: array}``."""
+    dirs: dict[Cell, torch.Tensor] = {}
     reports: dict[tuple[str, int], pd.DataFrame] = {}
-    weights: dict[tuple[str, int, float], np.ndarray] = {}
+    weights: dict[Cell, np.ndarray] = {}
     for layer in cfg.layers:
         site = Site(layer)
         pos, neg = prep.acts.pos[site][train].double(), prep.acts.neg[site][train].double()
         norm = float(torch.cat([pos, neg]).norm(dim=-1).mean())
         local = pos - neg
-        raw: dict[tuple[str, float], torch.Tensor] = {}
+        raw: dict[Cell, torch.Tensor] = {}
         if "caa" in cfg.baselines:
-            raw[("caa", math.nan)] = local.mean(0)
+            raw[Cell("caa", layer)] = local.mean(0)
         for m in ("pca_center", "pca_diff"):
             if m in cfg.baselines:
-                raw[(m, math.nan)] = getattr(linear, m)(pos, neg).double()
+                raw[Cell(m, layer)] = getattr(linear, m)(pos, neg).double()
         if "logit_diff" in cfg.baselines:
             ld = prep.logit_diff[train]
             for tau in cfg.logit_taus:
-                raw[("logit_diff", tau)] = S.weighted_vector(local, S.logit_diff_weights(ld, tau * ld.std())).double()
+                w = S.logit_diff_weights(ld, tau * ld.std())
+                raw[Cell("logit_diff", layer, tau)] = S.weighted_vector(local, w).double()
         if "conf" in cfg.baselines:
-            raw[("conf", math.nan)] = S.weighted_vector(local, S.conf_weights(prep.p_behaviour[train])).double()
+            raw[Cell("conf", layer)] = S.weighted_vector(local, S.conf_weights(prep.p_behaviour[train])).double()
         report = S.eligibility(pos, neg, shrinkage=cfg.shrinkage)
         for var in variants:
             reports[(var.name, layer)] = report
@@ -151,10 +185,10 @@ def split_directions(backend: Backend, prep: Prepared, train: np.ndarray, cfg: S
             for tau in [math.inf] if s is None else (var.taus or cfg.taus):
                 t = math.inf if s is None else tau * max(float(s[elig].std()), 1e-12)
                 w = S.saas_weights(np.zeros(len(train)) if s is None else s, elig, t)
-                raw[(var.name, tau)] = S.weighted_vector(local, w).double()
-                weights[(var.name, layer, tau)] = w.numpy()
-        for (m, tau), v in raw.items():
-            dirs[(m, layer, tau)] = _unit_scaled(v, norm, cfg.fraction)
+                raw[Cell(var.name, layer, tau)] = S.weighted_vector(local, w).double()
+                weights[Cell(var.name, layer, tau)] = w.numpy()
+        for key, v in raw.items():
+            dirs[key] = _unit_scaled(v, norm, cfg.fraction)
     if "bipo" in cfg.baselines:
         from steerlab.methods.bipo import train_bipo
 
@@ -164,7 +198,7 @@ def split_directions(backend: Backend, prep: Prepared, train: np.ndarray, cfg: S
         norm = float(torch.cat([prep.acts.pos[site][train], prep.acts.neg[site][train]]).norm(dim=-1).mean())
         bipo_train = [prep.pairs[i] for i in train[: cfg.bipo_pairs]]
         v, _ = train_bipo(backend, bipo_train, site, epochs=cfg.bipo_epochs, seed=cfg.seed, progress=progress)
-        dirs[("bipo", cfg.bipo_layer, math.nan)] = _unit_scaled(v, norm, cfg.fraction)
+        dirs[Cell("bipo", cfg.bipo_layer)] = _unit_scaled(v, norm, cfg.fraction)
     return dirs, reports, weights
 
 
@@ -182,7 +216,8 @@ def run_split(backend: Backend, prep: Prepared, split: int, indices, cfg: SaasCo
 
     Methods named in ``test_grid`` are evaluated on test at every (layer, tau) too (for the by-layer and
     by-temperature figures). ``test_task``: a prepared task for ``prep.extra_test`` (shared by all splits,
-    so its prompts' key/value cache is computed once). Returns ``(rows, eligibility, directions, weights)``.
+    so its prompts' key/value cache is computed once). Returns ``(rows, eligibility, directions, weights)``,
+    the directions and weights keyed by `Cell`.
     """
     train, val, test = indices
     dirs, reports, weights = split_directions(backend, prep, train, cfg, variants, progress=progress)
@@ -194,43 +229,30 @@ def run_split(backend: Backend, prep: Prepared, split: int, indices, cfg: SaasCo
              "test": (test_task, test_ids)}  # fmt: skip
     frames = []
 
-    def cell(stage, method, layer, tau, coeff, direction):
+    def evaluate(stage: str, key: Cell | None, coeff: float) -> None:
+        """Rows of one cell (``None``: the unsteered model) at one strength."""
         task, ids = tasks[stage]
-        frames.append(
-            _rows(task, direction, layer, coeff, ids).assign(method=method, layer=layer, tau=tau, stage=stage)
-        )
+        direction, layer = (None, -1) if key is None else (dirs[key], key.layer)
+        method, tau = ("base", math.nan) if key is None else (key.method, key.row_tau)
+        rows = _rows(task, direction, layer, coeff, ids)
+        frames.append(rows.assign(method=method, layer=layer, tau=tau, stage=stage))
 
     for stage in ("val", "test"):
-        cell(stage, "base", -1, math.nan, 0.0, None)
-    for (m, layer, tau), v in tqdm(dirs.items(), desc=f"split {split} val", disable=not progress):
+        evaluate(stage, None, 0.0)
+    for key in tqdm(dirs, desc=f"split {split} val", disable=not progress):
         for coeff in (-1.0, 1.0):
-            cell("val", m, layer, tau, coeff, v)
+            evaluate("val", key, coeff)
     val_rows = pd.concat(frames, ignore_index=True)
     eff = _effects(val_rows[val_rows.stage == "val"])
     chosen = eff.loc[eff.groupby("method").effect.idxmax()]
-    done = set()
-    for _, r in chosen.iterrows():
-        key = (r.method, int(r.layer), r.tau)
-        done.add(key)
+    done = [Cell(r.method, r.layer, r.tau) for r in chosen.itertuples()]
+    for key in [*done, *(k for k in dirs if k.method in test_grid and k not in done)]:
         for coeff in (-1.0, 1.0):
-            cell("test", r.method, int(r.layer), r.tau, coeff, dirs[_key(dirs, key)])
-    for key, v in dirs.items():
-        if key[0] in test_grid and _key(dirs, key) not in {_key(dirs, k) for k in done}:
-            for coeff in (-1.0, 1.0):
-                cell("test", key[0], key[1], key[2], coeff, v)
+            evaluate("test", key, coeff)
     rows = pd.concat(frames, ignore_index=True).assign(behaviour=prep.behaviour, split=split)
     rows["chosen"] = _mark_chosen(rows, chosen)
     elig = pd.concat([_elig_row(rep, v, la) for (v, la), rep in reports.items()], ignore_index=True)
     return rows, elig.assign(behaviour=prep.behaviour, split=split), dirs, weights
-
-
-def _key(dirs, key):
-    """``key`` as stored in ``dirs`` (NaN taus compare unequal, so match them by position)."""
-    m, layer, tau = key
-    for k in dirs:
-        if k[0] == m and k[1] == layer and (k[2] == tau or (math.isnan(k[2]) and math.isnan(tau))):
-            return k
-    raise KeyError(key)
 
 
 def _mark_chosen(rows: pd.DataFrame, chosen: pd.DataFrame) -> np.ndarray:
@@ -270,7 +292,8 @@ def effects(rows: pd.DataFrame, stage: str = "test") -> pd.DataFrame:
 
 def run_behaviour(backend: Backend, prep: Prepared, cfg: SaasConfig, variants: Sequence[SaasVariant], *,
                   test_grid: Sequence[str] = (), progress: bool = False):  # fmt: skip
-    """All splits of one behaviour: concatenated rows and eligibility, plus the per-split directions."""
+    """All splits of one behaviour: ``(rows, eligibility, directions, weights, splits)``, the last three per split
+    (directions and weights keyed by `Cell`)."""
     splits = split_indices(len(prep.pairs), cfg.n_splits, cfg.ratios, cfg.seed)
     shared = ChoiceTask.from_pairs(backend, prep.extra_test, batch_size=cfg.batch_size) if prep.extra_test else None
     out = [run_split(backend, prep, k, idx, cfg, variants, test_grid=test_grid, progress=progress, test_task=shared)
