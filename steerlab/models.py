@@ -212,13 +212,14 @@ def load_model(
         from steerlab.backends.nnsight_backend import NNsightBackend
 
         return NNsightBackend.remote(resolved)
-    hf, tok = load_hf(resolved, device, dtype, attn_implementation)
-    dev, dt = next(hf.parameters()).device, next(hf.parameters()).dtype
-    if backend == "tl":
+    if backend == "tl":  # converted on the CPU, then moved: the device never holds both copies
         from steerlab.backends.tl_backend import TLBackend
 
-        tl_name = EMBEDDED[resolved].tl_name if resolved in EMBEDDED else None
-        return TLBackend(name=resolved, hf_model=hf, tokenizer=tok, device=dev, dtype=dt, tl_name=tl_name)
+        dev = pick_device(device)
+        hf, tok = load_hf(resolved, "cpu", pick_dtype(dev, dtype), attn_implementation)
+        return TLBackend(name=resolved, hf_model=hf, tokenizer=tok, device=dev, dtype=next(hf.parameters()).dtype)
+    hf, tok = load_hf(resolved, device, dtype, attn_implementation)
+    dev, dt = next(hf.parameters()).device, next(hf.parameters()).dtype
     from steerlab.backends.nnsight_backend import NNsightBackend
 
     return NNsightBackend(name=resolved, hf_model=hf, tokenizer=tok, device=dev, dtype=dt)

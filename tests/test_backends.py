@@ -70,9 +70,13 @@ def test_positions_touch_exactly_the_chosen_tokens(tiny, positions, expected):
 
 
 def test_generated_positions_leave_prompt_logits_alone(tiny):
+    """In a plain forward, 'generated' positions touch nothing: an error, or (if allowed) the same logits."""
     b = tiny.tokenize(formatted(tiny))
-    v = torch.randn(tiny.d_model) * 5
-    torch.testing.assert_close(tiny.logits(b), tiny.logits(b, edits=add(Site(0), v, 1.0, GENERATED)))
+    edit = add(Site(0), torch.randn(tiny.d_model) * 5, 1.0, GENERATED)
+    with pytest.raises(SteerlabError, match="steering did nothing: edit 0 at resid_post.0 on generated"):
+        tiny.logits(b, edits=edit)
+    torch.testing.assert_close(tiny.logits(b), tiny.logits(b, edits=edit, allow_noop=True))
+    assert tiny.last_edit_counts.per_forward == ((0,),)
 
 
 @pytest.mark.parametrize("positions", [ALL, LAST_PROMPT, GENERATED, Positions.from_index(-2)])
