@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend, Batch, Edit
+from steerlab.backends.base import Backend, Batch, Edit, reply_lead
 from steerlab.errors import SteerlabError
 from steerlab.prompts import answer_stem
 
@@ -65,27 +65,42 @@ def _example_id(record: Any, index: int) -> Any:
     return index if value is None else value
 
 
-def _token_prefix_text(tokenizer: Any, text: str, n_tokens: int) -> str:
-    """The text spanned by the first ``n_tokens`` tokens of ``text`` (exact, via offsets if available)."""
-    if n_tokens == 0:
+def _token_span_text(tokenizer: Any, text: str, start: int, end: int, text_start: int) -> str:
+    """The text of tokens ``start:end`` of ``text``, from character ``text_start`` (where token ``start``
+    begins) on; exact via offsets where the tokenizer has them."""
+    if end == start:
         return ""
     try:
         offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return text[: offsets[n_tokens - 1][1]]
+        return text[text_start : offsets[end - 1][1]]
     except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tokenizer.decode(ids[:n_tokens])
+        return tokenizer.decode(ids[:end])[len(tokenizer.decode(ids[:start])) :]
 
 
-def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int]]:
+def split_answers(tokenizer: Any, answers: Sequence[str], context: str = "") -> tuple[str, list[int]]:
     """Split answers into their shared token prefix (as text) and each answer's next token id.
+
+    With ``context`` (the prompt the answers follow), each answer is tokenized where it stands,
+    ``context + answer``, so its tokens are the ones the model reads there (a SentencePiece tokenizer
+    writes ``"Yes"`` as ``"▁Yes"`` at the start of a text but ``"Yes"`` after a newline).
 
     Example (SmolLM2): ``split_answers(tok, ["(A", "(B"]) -> ("(", [id("A"), id("B")])``.
     """
     answers = _check_nonempty(answers, "answers", "give at least two answers to compare")
     if len(answers) < 2:
         raise SteerlabError(f"need at least two answers to compare, got {answers!r}")
-    toks = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    before = tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+    start = len(before)
+    toks = []
+    for a in answers:
+        full = tokenizer(context + a, add_special_tokens=False)["input_ids"]
+        if full[:start] != before:
+            raise SteerlabError(
+                f"the answer {a!r} merges with the end of its prompt ({context[-20:]!r}) into one token, so no "
+                "single next token decides it; end the prompt differently or start the answers with a space"
+            )
+        toks.append(full[start:])
     n = 0
     while all(len(t) > n for t in toks) and len({t[n] for t in toks}) == 1:
         n += 1
@@ -98,21 +113,7 @@ def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int
     ids = [t[n] for t in toks]
     if len(set(ids)) != len(ids):
         raise SteerlabError(f"answers {list(answers)!r} share their first differing token; reword them")
-    return _token_prefix_text(tokenizer, answers[0], n), ids
-
-
-def _check_in_context(backend: Backend, prompt: str, continuations: Sequence[str], ids: Sequence[int]) -> None:
-    """Log when a compared token is not the token the full text would have after ``prompt``."""
-    tok = backend.tokenizer
-    n = len(backend.tokenize(prompt).input_ids[0])
-    for cont, expected in zip(continuations, ids, strict=True):
-        full = backend.tokenize(prompt + cont).input_ids[0].tolist()
-        if len(full) <= n or full[n] != expected:
-            got = tok.decode(full[n : n + 1]) if len(full) > n else "nothing"
-            logger.debug(
-                "after %r the text %r tokenizes to %r, not %r: the compared token differs from in-context tokenization",
-                prompt[-20:], cont, got, tok.decode([expected]),
-            )  # fmt: skip
+    return _token_span_text(tokenizer, context + answers[0], start, start + n, len(context)), ids
 
 
 def choice_setup(
@@ -120,9 +121,10 @@ def choice_setup(
 ) -> tuple[str, list[int]]:
     """The scored prompt and the compared token of each answer (CAA-style A/B and Yes/No scoring).
 
-    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized without
-    special tokens; the answers' longest common token prefix is appended to the chat prompt as the
-    assistant prefix, and the answers are compared on their next token.
+    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized where the
+    model would write it: after the opened assistant turn and the chat format's `reply_lead`
+    (Llama-2: ``"[/INST] (A"``). The answers' shared leading tokens join the prompt, and the answers
+    are compared on their next token.
 
     Example (SmolLM2-135M-Instruct):
         >>> choice_setup(lm, "Pick one. (A) x (B) y", ["(A)", "(B)"])   # doctest: +SKIP
@@ -130,12 +132,10 @@ def choice_setup(
         >>> choice_setup(lm, "Is it?", ["Yes", "No"])[1]                  # doctest: +SKIP
         [10539, 5230]                                                            # "Yes", "No"
     """
-    stems = [answer_stem(a) for a in answers]
-    prefix, ids = split_answers(backend.tokenizer, stems)
-    prompt = backend.chat(question, system=system, assistant_prefix=prefix)
-    if logger.isEnabledFor(logging.DEBUG):
-        _check_in_context(backend, prompt, [s[len(prefix) :] for s in stems], ids)
-    return prompt, ids
+    lead = reply_lead(backend.tokenizer)
+    opened = backend.chat(question, system=system)
+    prefix, ids = split_answers(backend.tokenizer, [lead + answer_stem(a) for a in answers], context=opened)
+    return opened + prefix, ids
 
 
 def _last_logits(
@@ -293,10 +293,10 @@ def mcq_setup(
             f"item {index} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
         )
     text = mcq_prompt(item.question, choices)
-    prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
     if chat:
-        body = text[: -len(ANSWER_CUE)].rstrip("\n")
-        return backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix), ids
+        text = backend.chat(text[: -len(ANSWER_CUE)].rstrip("\n"), system=system, assistant_prefix=ANSWER_CUE)
+    letters = [letter_prefix + LETTERS[k] for k in range(len(choices))]
+    prefix, ids = split_answers(backend.tokenizer, letters, context=text)
     return text + prefix, ids
 
 

@@ -645,21 +645,49 @@ def _check_prefix_untouched(prefix: Prefix, suffix: Batch, edits: Sequence[Edit]
             )
 
 
+def _messages(user: str, system: str | None) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+
+
+def reply_lead(tokenizer: Any) -> str:
+    """The whitespace a chat format writes between the opened assistant turn and the reply's first character.
+
+    Llama-2's template renders ``[/INST] Yes``: the lead is ``" "``; ChatML, Llama-3 and Gemma templates
+    start the reply right after the header (``""``); the plain ``User:/Assistant:`` format of a model
+    without a template writes ``"Assistant: Yes"`` (``" "``). Read from the template itself by rendering
+    a one-turn conversation with and without a reply; anything but whitespace counts as ``""``.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return " "
+    probe, reply = _messages("x", None), "\x1f"
+    try:
+        opened = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(
+            [*probe, {"role": "assistant", "content": reply}], tokenize=False, add_generation_prompt=False
+        )
+    except Exception:  # a template is arbitrary code; one that cannot render a reply has no known lead
+        return ""
+    if not full.startswith(opened) or reply not in full[len(opened) :]:
+        return ""
+    lead = full[len(opened) : full.index(reply, len(opened))]
+    return lead if lead.isspace() else ""
+
+
 def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
     """A single user turn in the tokenizer's chat template, with the assistant turn opened.
+
+    A non-empty ``assistant_prefix`` starts the reply as the template would render it, after its
+    `reply_lead` (Llama-2: ``"[/INST] ("``, ChatML: ``"assistant\\n("``).
 
     Example:
         >>> format_chat(tok, "Is the sky blue?", assistant_prefix="(")   # doctest: +SKIP
         '<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nIs the sky blue?<|im_end|>\\n<|im_start|>assistant\\n('
     """
     if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-            {"role": "user", "content": user}
-        ]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(_messages(user, system), tokenize=False, add_generation_prompt=True)
     else:
-        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:" + (" " if assistant_prefix else "")
-    return text + assistant_prefix
+        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:"
+    return text + (reply_lead(tokenizer) + assistant_prefix if assistant_prefix else "")
 
 
 @contextlib.contextmanager
