@@ -7,6 +7,14 @@ raises ``OutOfOrderError`` otherwise), which is the `Site.order` of the sites in
 In transformers 5, a decoder layer's output is a plain ``[batch, pos, d_model]`` tensor and the
 attention module's output is a tuple ``(attn_out, weights)``.
 
+Where each site lives comes from `LAYOUTS`, one `Layout` per family of Hugging Face ``model_type``
+(Llama, Mistral, Qwen2/3 and Phi-3 share one; Gemma-2/3 read their post-norms; GPT-2 and GPT-NeoX
+name things their own way), checked against the loaded model when the backend is built; another
+architecture raises, or takes a `Layout` passed as ``layout=``.
+
+A cached prefix (`Backend.prefix`) is reused by restoring its cache's layers after each call
+(`kept`): cropping cannot undo an append to a sliding-window layer whose window is full.
+
 Scale-out: ``load_model(name, backend="nnsight", remote=True)`` runs the same traces on an NDIF
 deployment (8B-70B models). The model is then only instantiated on the meta device here; an NDIF
 API key must be configured (``nnsight.CONFIG.set_default_api_key(...)``). Edits must be built

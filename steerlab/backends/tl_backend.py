@@ -5,6 +5,13 @@ its activations equal the Hugging Face model's: ``blocks.L.hook_resid_post`` is 
 ``hidden_states[L + 1]``. Hooks are attached with ``HookedTransformer.hooks`` (removed in a
 ``finally``) and, for ``mlp_in``, a PyTorch forward hook on ``blocks.L.ln2`` (TransformerLens has no
 hook point after the norm's weight), removed the same way.
+
+The TransformerLens config is read from the Hugging Face model's own config (`tl_config_dict`), never
+from its name or folder (TransformerLens guesses Llama or Gemma from a path's name, then crashes on a
+local ``Llama-2-7b-chat-hf`` folder). Where it equals an official TransformerLens model's config,
+that model's name is kept in ``TLBackend.tl_name``. The conversion runs where the Hugging Face model
+is (give it on the CPU: `steerlab.models.load_model` does), and only the converted model is moved
+to the device, after the Hugging Face copy is dropped.
 """
 
 from __future__ import annotations
