@@ -32,12 +32,15 @@ def arch(request):
     return request.param
 
 
+def loaded(arch, kind, folders):
+    if (arch, kind) not in _backends:
+        _backends[arch, kind] = tiny_backend(kind, folders[arch])
+    return _backends[arch, kind]
+
+
 @pytest.fixture
 def lm(arch, backend_kind, folders):
-    key = (arch, backend_kind)
-    if key not in _backends:
-        _backends[key] = tiny_backend(backend_kind, folders[arch])
-    return _backends[key]
+    return loaded(arch, backend_kind, folders)
 
 
 def hf_reference(folder):
@@ -87,8 +90,7 @@ def test_every_site_kind_is_a_real_module_and_the_blocks_add_up(lm):
 
 def test_backends_agree_at_every_site(arch, folders):
     """The nnsight layout table and TransformerLens's own hooks read the same activations."""
-    tl = _backends.get((arch, "tl")) or tiny_backend("tl", folders[arch])
-    nn = _backends.get((arch, "nnsight")) or tiny_backend("nnsight", folders[arch])
+    tl, nn = loaded(arch, "tl", folders), loaded(arch, "nnsight", folders)
     sites = [Site(L, k) for L in range(2) for k in SITE_KINDS]
     edit = add(Site(0, "attn_out"), torch.randn(tl.d_model))
     a, b = tl.forward(PROMPTS, record=sites, edits=edit), nn.forward(PROMPTS, record=sites, edits=edit)
