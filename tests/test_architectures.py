@@ -49,7 +49,7 @@ def hf_reference(folder):
     return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
 
 
-def test_tiny_configs_have_windows_shorter_than_the_prompts(folders, arch):
+def test_tiny_configs_have_windows_shorter_than_the_prompts(arch):
     cfg = tiny_config(arch, vocab_size=100)
     window = getattr(cfg, "sliding_window", None)
     assert window in (None, WINDOW)
