@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not missing:
         try:
             lm = sl.wrap(model, tok, backend=args.backend, name=f"random-llama-{args.shape}")
-        except sl.SteerlabError as exc:  # e.g. TransformerLens cannot build a model that has no hub name or folder
+        except sl.SteerlabError as exc:  # e.g. an architecture the backend does not support
             missing = f"{exc}; only the HF baselines run"
     if missing:
         print(f"\nbackend {args.backend!r}: {missing}\n", flush=True)

@@ -5,7 +5,9 @@
 - `clamp`: set the projection on ``v`` to a value (as in feature clamping on SAE latents).
 
 Every edit is a pure function of the activation; the direction is cast to the activation's
-device and dtype inside the edit. A vector spanning several layers gives one edit per site.
+device and dtype the first time the edit meets them, and that copy is reused on every later call
+(every decode step), so steering costs no host-to-device copy per step. A vector spanning several
+layers gives one edit per site.
 
 Example:
     >>> edits = steer(vec, alpha=4.0, positions=LAST_PROMPT)             # doctest: +SKIP
@@ -14,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from jaxtyping import Float
@@ -39,6 +41,19 @@ def _check(v: Tensor) -> Tensor:
     return v.detach().float().cpu()
 
 
+def _cast_once(v: Tensor) -> Callable[[Tensor], Tensor]:
+    """``like(h)``: ``v`` on ``h``'s device and dtype, made on first use per (device, dtype) and kept."""
+    copies: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def like(h: Tensor) -> Tensor:
+        key = (h.device, h.dtype)
+        if key not in copies:
+            copies[key] = v.to(h.device, h.dtype)
+        return copies[key]
+
+    return like
+
+
 def _dim_guard(h: Tensor, v: Tensor, site: Site) -> None:
     if h.shape[-1] != v.shape[0]:
         raise SteerlabError(
@@ -50,10 +65,11 @@ def _dim_guard(h: Tensor, v: Tensor, site: Site) -> None:
 def add(site: Site, v: Float[Tensor, " d_model"], alpha: float = 1.0, positions: Positions = ALL) -> Edit:
     """``h + alpha * v`` at the chosen positions."""
     v = _check(v)
+    step = _cast_once(alpha * v)
 
     def fn(h: Tensor) -> Tensor:
         _dim_guard(h, v, site)
-        return h + alpha * v.to(h.device, h.dtype)
+        return h + step(h)
 
     return Edit(site, fn, positions)
 
@@ -61,10 +77,11 @@ def add(site: Site, v: Float[Tensor, " d_model"], alpha: float = 1.0, positions:
 def ablate(site: Site, v: Float[Tensor, " d_model"], positions: Positions = ALL) -> Edit:
     """``h - (h . u) u`` with ``u = v / |v|``: removes the component along ``v``."""
     u = _unit(_check(v))
+    unit = _cast_once(u)
 
     def fn(h: Tensor) -> Tensor:
         _dim_guard(h, u, site)
-        uu = u.to(h.device, h.dtype)
+        uu = unit(h)
         return h - (h @ uu).unsqueeze(-1) * uu
 
     return Edit(site, fn, positions)
@@ -73,10 +90,11 @@ def ablate(site: Site, v: Float[Tensor, " d_model"], positions: Positions = ALL)
 def clamp(site: Site, v: Float[Tensor, " d_model"], value: float, positions: Positions = ALL) -> Edit:
     """Sets the projection on ``u = v / |v|`` to ``value``: ``h + (value - h . u) u``."""
     u = _unit(_check(v))
+    unit = _cast_once(u)
 
     def fn(h: Tensor) -> Tensor:
         _dim_guard(h, u, site)
-        uu = u.to(h.device, h.dtype)
+        uu = unit(h)
         return h + (value - h @ uu).unsqueeze(-1) * uu
 
     return Edit(site, fn, positions)

@@ -364,8 +364,7 @@ def load_model(
     target = pick_device(device)
     dt = pick_dtype(target, dtype)
     hf, tok = load_hf(resolved, "cpu", dt, attn_implementation, **opts)  # host memory: TL copies it to `target`
-    tl_name = EMBEDDED[resolved].tl_name if resolved in EMBEDDED else None
-    return _wrap(resolved, hf, tok, "tl", device=target, tl_name=tl_name)
+    return _wrap(resolved, hf, tok, "tl", device=target)
 
 
 def wrap(
@@ -381,8 +380,10 @@ def wrap(
     The nnsight backend runs your model object where it is; the TransformerLens backend builds its
     own copy of the weights on ``device`` (default: your model's device). For a large model and
     ``backend="tl"``, keep your model on the CPU and pass ``device="cuda"``, so the device never holds
-    two copies. The model is put in eval mode with its parameters frozen (``requires_grad_(False)``),
-    as `load_model` does; the tokenizer is switched to left padding.
+    two copies (TransformerLens warns otherwise). TransformerLens reads the architecture from the
+    model's config, so a model built with ``from_config`` wraps too. The model is put in eval mode
+    with its parameters frozen (``requires_grad_(False)``), as `load_model` does; the tokenizer is
+    switched to left padding.
 
     Args:
         hf_model: a ``transformers`` causal LM (``AutoModelForCausalLM.from_pretrained(...)`` or
@@ -415,36 +416,21 @@ def wrap(
             "device= is for backend='tl' (where TransformerLens puts its copy); the nnsight backend runs your "
             "model where it is: move it with model.to(...) before wrapping"
         )
-    source = str(getattr(hf_model, "name_or_path", "") or "")
-    if backend == "tl" and not source:
-        raise SteerlabError(
-            "TransformerLens reads the architecture from the model's hub name or folder, and this model has neither "
-            "(name_or_path is empty: built from a config?); save it with save_pretrained(folder) and use "
-            "load_model(folder, backend='tl'), or use backend='nnsight'"
-        )
     hf_model.eval().requires_grad_(False)
-    name = name or source or type(hf_model).__name__
-    target = pick_device(device) if device is not None else None
-    if backend == "tl" and target is None:
-        target = hf_model.get_input_embeddings().weight.device
-        if target.type != "cpu":
-            logger.warning(
-                "TransformerLens builds its own copy of the weights on %s, next to your model's; for a large model "
-                "pass a model on the CPU and device=%r",
-                target,
-                str(target),
-            )
+    name = name or str(getattr(hf_model, "name_or_path", "") or "") or type(hf_model).__name__
+    target = pick_device(device) if device is not None else None  # TL: None is the model's own device
     return _wrap(name, hf_model, tokenizer, backend, device=target)
 
 
-def _wrap(name: str, hf, tok, backend: str, *, device: torch.device | None = None, tl_name: str | None = None):
-    """The backend for a loaded HF model; inputs go where the embeddings live (the first device of a map)."""
+def _wrap(name: str, hf, tok, backend: str, *, device: torch.device | None = None):
+    """The backend for a loaded HF model; inputs go where the embeddings live (the first device of a map).
+    TransformerLens converts ``hf`` where it is and moves only its own copy to ``device``."""
     emb = hf.get_input_embeddings().weight
     if backend == "tl":
         from steerlab.backends.tl_backend import TLBackend
 
         dt = emb.dtype if emb.dtype.is_floating_point else torch.float32
-        return TLBackend(name=name, hf_model=hf, tokenizer=tok, device=device or emb.device, dtype=dt, tl_name=tl_name)
+        return TLBackend(name=name, hf_model=hf, tokenizer=tok, device=device or emb.device, dtype=dt)
     from steerlab.backends.nnsight_backend import NNsightBackend
 
     return NNsightBackend(name=name, hf_model=hf, tokenizer=tok, device=emb.device, dtype=emb.dtype)

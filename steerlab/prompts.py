@@ -1,10 +1,12 @@
 """Render records into model inputs: chat turns, scored answer prompts, MCQ prompts, prompt + completion.
 
 - `format_chat`: one user turn in the tokenizer's chat template (a plain ``User:/Assistant:`` format
-  for base models), the assistant turn opened.
+  for base models), the assistant turn opened; `reply_lead` is the whitespace the format writes
+  before the reply (Llama-2's ``"[/INST] "``), which an assistant prefix follows.
 - `choice_setup` (A/B and Yes/No answers) and `mcq_setup` (option letters after ``"Answer:"``): the
-  scored prompt and the compared token of each answer, which `steerlab.metrics` and
-  `steerlab.tasks.ChoiceTask` read at the last prompt position.
+  scored prompt and the compared token of each answer, tokenized in context where the model writes
+  it (`split_answers`), which `steerlab.metrics` and `steerlab.tasks.ChoiceTask` read at the last
+  prompt position.
 - `mcq_prompt`: the multiple-choice format of PAS (Cui & Chen 2025); `mcq_pairs` turns MCQ items
   into contrast pairs (the right letter against a wrong one).
 - `encode`: ``prompt + completion`` texts tokenized so every prompt ends at the same index (left
@@ -20,7 +22,6 @@ Functions that take a ``backend`` use only its ``tokenizer``, ``tokenize`` and `
 
 from __future__ import annotations
 
-import logging
 import numbers
 import random
 import string
@@ -39,8 +40,6 @@ from steerlab.sites import Batch
 if TYPE_CHECKING:  # annotations only: a backend is used through its methods
     from steerlab.backends.base import Backend
 
-logger = logging.getLogger(__name__)
-
 ANSWER_CUE = "Answer:"
 INSTRUCTION = "Respond with a single letter."
 LETTERS = string.ascii_uppercase
@@ -49,21 +48,49 @@ ReadPosition = Literal["completion_last", "completion_mean", "prompt_last"]
 READ_POSITIONS: tuple[str, ...] = ("completion_last", "completion_mean", "prompt_last")
 
 
+def _messages(user: str, system: str | None) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+
+
+def reply_lead(tokenizer: Any) -> str:
+    """The whitespace a chat format writes between the opened assistant turn and the reply's first character.
+
+    Llama-2's template renders ``[/INST] Yes``: the lead is ``" "``; ChatML, Llama-3 and Gemma templates
+    start the reply right after the header (``""``); the plain ``User:/Assistant:`` format of a model
+    without a template writes ``"Assistant: Yes"`` (``" "``). Read from the template itself by rendering
+    a one-turn conversation with and without a reply; anything but whitespace counts as ``""``.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return " "
+    probe, reply = _messages("x", None), "\x1f"
+    try:
+        opened = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(
+            [*probe, {"role": "assistant", "content": reply}], tokenize=False, add_generation_prompt=False
+        )
+    except Exception:  # a template is arbitrary code; one that cannot render a reply has no known lead
+        return ""
+    if not full.startswith(opened) or reply not in full[len(opened) :]:
+        return ""
+    lead = full[len(opened) : full.index(reply, len(opened))]
+    return lead if lead.isspace() else ""
+
+
 def format_chat(tokenizer: Any, user: str, *, system: str | None = None, assistant_prefix: str = "") -> str:
     """A single user turn in the tokenizer's chat template, with the assistant turn opened.
+
+    A non-empty ``assistant_prefix`` starts the reply as the template would render it, after its
+    `reply_lead` (Llama-2: ``"[/INST] ("``, ChatML: ``"assistant\\n("``).
 
     Example:
         >>> format_chat(tok, "Is the sky blue?", assistant_prefix="(")   # doctest: +SKIP
         '<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nIs the sky blue?<|im_end|>\\n<|im_start|>assistant\\n('
     """
     if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-            {"role": "user", "content": user}
-        ]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(_messages(user, system), tokenize=False, add_generation_prompt=True)
     else:
-        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:" + (" " if assistant_prefix else "")
-    return text + assistant_prefix
+        text = (f"{system}\n\n" if system else "") + f"User: {user}\nAssistant:"
+    return text + (reply_lead(tokenizer) + assistant_prefix if assistant_prefix else "")
 
 
 def answer_stem(answer: str) -> str:
@@ -74,27 +101,42 @@ def answer_stem(answer: str) -> str:
     return answer
 
 
-def _token_prefix_text(tokenizer: Any, text: str, n_tokens: int) -> str:
-    """The text spanned by the first ``n_tokens`` tokens of ``text`` (exact, via offsets if available)."""
-    if n_tokens == 0:
+def _token_span_text(tokenizer: Any, text: str, start: int, end: int, text_start: int) -> str:
+    """The text of tokens ``start:end`` of ``text``, from character ``text_start`` (where token ``start``
+    begins) on; exact via offsets where the tokenizer has them."""
+    if end == start:
         return ""
     try:
         offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return text[: offsets[n_tokens - 1][1]]
+        return text[text_start : offsets[end - 1][1]]
     except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tokenizer.decode(ids[:n_tokens])
+        return tokenizer.decode(ids[:end])[len(tokenizer.decode(ids[:start])) :]
 
 
-def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int]]:
+def split_answers(tokenizer: Any, answers: Sequence[str], context: str = "") -> tuple[str, list[int]]:
     """Split answers into their shared token prefix (as text) and each answer's next token id.
+
+    With ``context`` (the prompt the answers follow), each answer is tokenized where it stands,
+    ``context + answer``, so its tokens are the ones the model reads there (a SentencePiece tokenizer
+    writes ``"Yes"`` as ``"▁Yes"`` at the start of a text but ``"Yes"`` after a newline).
 
     Example (SmolLM2): ``split_answers(tok, ["(A", "(B"]) -> ("(", [id("A"), id("B")])``.
     """
     answers = check_nonempty(answers, "answers", "give at least two answers to compare")
     if len(answers) < 2:
         raise SteerlabError(f"need at least two answers to compare, got {answers!r}")
-    toks = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    before = tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+    start = len(before)
+    toks = []
+    for a in answers:
+        full = tokenizer(context + a, add_special_tokens=False)["input_ids"]
+        if full[:start] != before:
+            raise SteerlabError(
+                f"the answer {a!r} merges with the end of its prompt ({context[-20:]!r}) into one token, so no "
+                "single next token decides it; end the prompt differently or start the answers with a space"
+            )
+        toks.append(full[start:])
     n = 0
     while all(len(t) > n for t in toks) and len({t[n] for t in toks}) == 1:
         n += 1
@@ -107,21 +149,7 @@ def split_answers(tokenizer: Any, answers: Sequence[str]) -> tuple[str, list[int
     ids = [t[n] for t in toks]
     if len(set(ids)) != len(ids):
         raise SteerlabError(f"answers {list(answers)!r} share their first differing token; reword them")
-    return _token_prefix_text(tokenizer, answers[0], n), ids
-
-
-def _check_in_context(backend: Backend, prompt: str, continuations: Sequence[str], ids: Sequence[int]) -> None:
-    """Log when a compared token is not the token the full text would have after ``prompt``."""
-    tok = backend.tokenizer
-    n = len(backend.tokenize(prompt).input_ids[0])
-    for cont, expected in zip(continuations, ids, strict=True):
-        full = backend.tokenize(prompt + cont).input_ids[0].tolist()
-        if len(full) <= n or full[n] != expected:
-            got = tok.decode(full[n : n + 1]) if len(full) > n else "nothing"
-            logger.debug(
-                "after %r the text %r tokenizes to %r, not %r: the compared token differs from in-context tokenization",
-                prompt[-20:], cont, got, tok.decode([expected]),
-            )  # fmt: skip
+    return _token_span_text(tokenizer, context + answers[0], start, start + n, len(context)), ids
 
 
 def choice_setup(
@@ -129,9 +157,10 @@ def choice_setup(
 ) -> tuple[str, list[int]]:
     """The scored prompt and the compared token of each answer (CAA-style A/B and Yes/No scoring).
 
-    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized without
-    special tokens; the answers' longest common token prefix is appended to the chat prompt as the
-    assistant prefix, and the answers are compared on their next token.
+    Each answer is cut to its stem (``"(A)" -> "(A"``, see `answer_stem`) and tokenized where the
+    model would write it: after the opened assistant turn and the chat format's `reply_lead`
+    (Llama-2: ``"[/INST] (A"``). The answers' shared leading tokens join the prompt, and the answers
+    are compared on their next token.
 
     Example (SmolLM2-135M-Instruct):
         >>> choice_setup(lm, "Pick one. (A) x (B) y", ["(A)", "(B)"])   # doctest: +SKIP
@@ -139,12 +168,10 @@ def choice_setup(
         >>> choice_setup(lm, "Is it?", ["Yes", "No"])[1]                  # doctest: +SKIP
         [10539, 5230]                                                            # "Yes", "No"
     """
-    stems = [answer_stem(a) for a in answers]
-    prefix, ids = split_answers(backend.tokenizer, stems)
-    prompt = backend.chat(question, system=system, assistant_prefix=prefix)
-    if logger.isEnabledFor(logging.DEBUG):
-        _check_in_context(backend, prompt, [s[len(prefix) :] for s in stems], ids)
-    return prompt, ids
+    lead = reply_lead(backend.tokenizer)
+    opened = backend.chat(question, system=system)
+    prefix, ids = split_answers(backend.tokenizer, [lead + answer_stem(a) for a in answers], context=opened)
+    return opened + prefix, ids
 
 
 def mcq_prompt(question: str, choices: Sequence[str]) -> str:
@@ -177,10 +204,10 @@ def mcq_setup(
             f"item {index} has answer {answer!r}; it must be a 0-based index into its {len(choices)} choices"
         )
     text = mcq_prompt(item.question, choices)
-    prefix, ids = split_answers(backend.tokenizer, [letter_prefix + LETTERS[k] for k in range(len(choices))])
     if chat:
-        body = text[: -len(ANSWER_CUE)].rstrip("\n")
-        return backend.chat(body, system=system, assistant_prefix=ANSWER_CUE + prefix), ids
+        text = backend.chat(text[: -len(ANSWER_CUE)].rstrip("\n"), system=system, assistant_prefix=ANSWER_CUE)
+    letters = [letter_prefix + LETTERS[k] for k in range(len(choices))]
+    prefix, ids = split_answers(backend.tokenizer, letters, context=text)
     return text + prefix, ids
 
 

@@ -1,4 +1,5 @@
-"""The value types every module speaks in: sites, token positions, edits, token batches and cached prefixes.
+"""The value types every module speaks in: sites, token positions, edits, token batches, cached prefixes,
+and what a forward pass returns (logits, activations, the positions each edit touched).
 
 Sites are named as in TransformerLens, for any layer (negative layers count from the end):
 
@@ -198,8 +199,65 @@ class Prefix:
 
 
 @dataclass(frozen=True)
+class EditCounts:
+    """How many token positions each edit of one call touched, per forward pass.
+
+    ``per_forward[i][t]`` counts the positions (padding excluded) where edit ``i`` was applied in forward
+    pass ``t`` of the call: a plain forward has one pass; a generation has the prefill (``t = 0``) and
+    then one pass per decode step. An edit counts where it was applied, whatever its value (``alpha=0``
+    counts too): a zero total means the edit never ran, e.g. positions that miss every token, or a
+    site the forward pass never reached.
+
+    Example:
+        >>> lm.generate(prompts, edits=steer(vec, 4.0), max_new_tokens=3)   # doctest: +SKIP
+        >>> lm.last_edit_counts.per_forward                                  # doctest: +SKIP
+        ((38, 2, 2),)    # 2 prompts: 38 prompt tokens at the prefill, then one per prompt per step
+    """
+
+    edits: tuple[Edit, ...]
+    per_forward: tuple[tuple[int, ...], ...]
+
+    @property
+    def totals(self) -> tuple[int, ...]:
+        """Positions each edit touched over the whole call."""
+        return tuple(sum(c) for c in self.per_forward)
+
+    @property
+    def n_forwards(self) -> int:
+        return max((len(c) for c in self.per_forward), default=0)
+
+    def frame(self):
+        """Tidy DataFrame: one row per edit and forward pass (``edit, site, positions, forward, count``)."""
+        import pandas as pd
+
+        rows = [
+            {"edit": i, "site": str(e.site), "positions": _describe(e.positions), "forward": t, "count": n}
+            for i, (e, counts) in enumerate(zip(self.edits, self.per_forward, strict=True))
+            for t, n in enumerate(counts)
+        ]
+        return pd.DataFrame(rows, columns=["edit", "site", "positions", "forward", "count"])
+
+    def check(self) -> None:
+        """Raise if an edit touched no token position in the whole call."""
+        idle = [i for i, total in enumerate(self.totals) if total == 0]
+        if idle:
+            what = "; ".join(f"edit {i} at {self.edits[i].site} on {_describe(self.edits[i].positions)}" for i in idle)
+            raise SteerlabError(
+                f"steering did nothing: {what} touched no token in this call ({self.n_forwards} forward pass(es)). "
+                "Check the positions against the prompt length (e.g. 'generated' positions in a plain forward, or "
+                "'from' an index past the prompt's end), or pass allow_noop=True if an idle edit is intended"
+            )
+
+
+def _describe(positions: Positions) -> str:
+    return f"from {positions.start}" if positions.kind == "from" else positions.kind
+
+
+@dataclass(frozen=True)
 class ForwardOutput:
-    """What a backend's forward pass returns: logits, and activations at the recorded sites."""
+    """What a backend's forward pass returns: logits, activations at the recorded sites, and (for a call
+    with edits) the token positions each edit touched."""
 
     logits: Float[Tensor, "batch pos vocab"]
     activations: dict[Site, Float[Tensor, "batch pos d_model"]] = field(default_factory=dict)
+    edit_counts: EditCounts | None = None  # token positions each edit touched (see `EditCounts`)

@@ -70,9 +70,13 @@ def test_positions_touch_exactly_the_chosen_tokens(tiny, positions, expected):
 
 
 def test_generated_positions_leave_prompt_logits_alone(tiny):
+    """In a plain forward, 'generated' positions touch nothing: an error, or (if allowed) the same logits."""
     b = tiny.tokenize(formatted(tiny))
-    v = torch.randn(tiny.d_model) * 5
-    torch.testing.assert_close(tiny.logits(b), tiny.logits(b, edits=add(Site(0), v, 1.0, GENERATED)))
+    edit = add(Site(0), torch.randn(tiny.d_model) * 5, 1.0, GENERATED)
+    with pytest.raises(SteerlabError, match="steering did nothing: edit 0 at resid_post.0 on generated"):
+        tiny.logits(b, edits=edit)
+    torch.testing.assert_close(tiny.logits(b), tiny.logits(b, edits=edit, allow_noop=True))
+    assert tiny.last_edit_counts.per_forward == ((0,),)
 
 
 @pytest.mark.parametrize("positions", [ALL, LAST_PROMPT, GENERATED, Positions.from_index(-2)])
@@ -194,3 +198,46 @@ def test_backends_agree_on_tiny_model(tiny_pair):
         torch.testing.assert_close(a.activations[s][mask], b.activations[s][mask], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a.logits[mask], b.logits[mask], rtol=1e-4, atol=1e-5)
     assert tl.generate(prompts, edits=edits, max_new_tokens=6) == nn.generate(prompts, edits=edits, max_new_tokens=6)
+
+
+@pytest.mark.parametrize("positions", [ALL, PROMPT, GENERATED, LAST_PROMPT, Positions.from_index(2),
+                                       Positions.from_index(-2)])  # fmt: skip
+def test_edit_runner_reads_nothing_back_from_the_device(positions, monkeypatch):
+    """Prefill and decode steps apply the edit at exactly the chosen positions, count the real (non-pad)
+    ones, and never read a tensor back to the host (on a GPU that would be a sync per edit per step)."""
+    from steerlab.backends.base import EditRunner, collect_counts
+
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])  # first row: two pads
+    batch = Batch(torch.zeros_like(mask), mask)
+    edit = Edit(Site(0), lambda h: h + 1.0, positions)
+    runner = EditRunner([edit], batch, incremental=True)
+    steps = [torch.zeros(2, 5, 3)] + [torch.zeros(2, 1, 3) for _ in range(3)]  # prefill, three decode steps
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, lambda *a, name=name, **k: pytest.fail(f"host read: {name}"))
+    outs = [runner(h) for h in steps]
+    monkeypatch.undo()
+    counts = collect_counts([edit], [runner]).per_forward[0]
+    offset = 0
+    for t, (h, out) in enumerate(zip(steps, outs, strict=True)):
+        want = positions.mask(offset, h.shape[1], 5, batch.n_pad)
+        assert torch.equal(out[..., 0] == 1.0, want)
+        real = torch.arange(offset, offset + h.shape[1])[None] >= batch.n_pad[:, None]
+        assert counts[t] == int((want & real).sum())
+        offset += h.shape[1]
+
+
+def test_edit_counts_of_a_generation_per_step(tiny):
+    """The prefill touches the last prompt token of each row; each decode step one generated token per row."""
+    b = tiny.tokenize(formatted(tiny))
+    v = torch.randn(tiny.d_model)
+    edits = [add(Site(1), v, 1.0, LAST_PROMPT), add(Site(0, "mlp_out"), v, 0.0, GENERATED)]  # alpha 0 counts too
+    ids = tiny.generate_ids(b, edits=edits, max_new_tokens=4)
+    n = ids.shape[1] - b.prompt_len
+    counts = tiny.last_edit_counts
+    assert n > 1 and counts.per_forward == ((2,) + (0,) * (n - 1), (0,) + (2,) * (n - 1))
+    assert counts.totals == (2, 2 * (n - 1))
+    frame = counts.frame()
+    assert list(frame.columns) == ["edit", "site", "positions", "forward", "count"] and len(frame) == 2 * n
+    assert frame.groupby("positions")["count"].sum().to_dict() == {"last_prompt": 2, "generated": 2 * (n - 1)}
+    out = tiny.forward(b, edits=add(Site(0), v, 1.0, Positions.from_index(2)))
+    assert out.edit_counts.per_forward == ((int(b.attention_mask.sum()) - 2 * len(b),),)

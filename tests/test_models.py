@@ -204,11 +204,23 @@ def test_wrap_refuses_what_it_cannot_run(tiny_folder):
         meta = AutoModelForCausalLM.from_config(hf.config)
     with pytest.raises(SteerlabError, match="meta device"):
         sl.wrap(meta, tok)
-    config = copy.deepcopy(hf.config)
+
+
+def test_wrap_builds_transformerlens_from_the_config_alone(tiny_folder):
+    """A model built from a config has no hub name or folder: TransformerLens reads its HF config instead."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_folder)
+    config = copy.deepcopy(AutoModelForCausalLM.from_pretrained(tiny_folder).config)
     config.name_or_path = ""
-    built = AutoModelForCausalLM.from_config(config)  # no hub name, no folder: TransformerLens has no config
-    with pytest.raises(SteerlabError, match="name_or_path is empty"):
-        sl.wrap(built, tok, backend="tl")
+    torch.manual_seed(0)
+    built = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    lm = sl.wrap(built, tok, backend="tl")
+    assert lm.name == type(built).__name__ and lm.tl_name is None
+    ids = lm.tokenize(["ab", "hello there"])
+    mask = ids.attention_mask.bool()
+    want = sl.wrap(built, tok, backend="nnsight").logits(ids)  # the HF model itself
+    torch.testing.assert_close(lm.logits(ids)[mask], want[mask], rtol=1e-4, atol=1e-5)
 
 
 def test_a_missing_backend_package_is_named_before_loading(monkeypatch, no_loading):

@@ -101,3 +101,25 @@ def test_gemma_input_embeddings_carry_the_embedding_scale(backend_kind):
     got = lm.record(ids, [Site(0, "resid_pre")])[Site(0, "resid_pre")][0]
     want = lm.input_embeddings()[ids.input_ids[0]]
     assert torch.allclose(want, got, rtol=1e-4, atol=1e-4 * float(got.abs().max()))
+
+
+def test_gcg_gradient_is_taken_on_the_embeddings_device():
+    """The one-hot tokens are built where the embeddings live ("meta" stands in for a GPU: mixing it with
+    CPU tensors raises as CUDA does)."""
+    from steerlab.robustness.adversarial import AttackTarget, _gradient
+    from steerlab.sites import ForwardOutput
+
+    embed = torch.randn(10, 4, device="meta")
+
+    class MetaModel:  # resid_pre.0 (after the edits) read out through the embeddings
+        device = torch.device("meta")
+
+        def forward(self, batch, edits, grad):
+            h = torch.zeros(*batch.input_ids.shape, 4, device="meta")
+            for edit in edits:
+                h = edit.fn(h)
+            return ForwardOutput(h @ embed.T)
+
+    target = AttackTarget(before=[1, 2], after=[3], pos_id=4, neg_id=5)
+    grad = _gradient(MetaModel(), target, torch.tensor([6, 7]), [], embed)
+    assert (grad.shape, grad.device.type) == ((2, 10), "meta")

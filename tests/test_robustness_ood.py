@@ -30,6 +30,23 @@ def test_probe_scores_equal_sklearn():
     assert probe.score(new) == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-10)
 
 
+class OffCPU(torch.Tensor):
+    """A tensor that, like one on a GPU, refuses ``.numpy()`` until moved with ``.cpu()``."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first")
+
+    def cpu(self, *args, **kwargs):
+        return super().cpu(*args, **kwargs).as_subclass(torch.Tensor)
+
+
+def test_probe_fits_and_scores_features_that_are_not_on_the_cpu():
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(20, 8, generator=g) + 0.5, torch.randn(20, 8, generator=g)
+    probe = BehaviourProbe.fit(pos.as_subclass(OffCPU), neg.as_subclass(OffCPU), Site(3))
+    assert probe.score(neg.as_subclass(OffCPU)) == pytest.approx(probe.score(neg))
+
+
 def test_completion_features_are_the_mean_over_completion_tokens(tiny):
     prompt, completion = tiny.chat("Hi?"), "ok then"
     feats = completion_features(tiny, [prompt, tiny.chat("A longer question?")], [completion, "no"], Site(1))

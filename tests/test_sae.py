@@ -139,6 +139,40 @@ def test_train_tiny_sae_reports_finite_metrics_and_caches(tiny, tmp_path, monkey
     assert again.metrics == pytest.approx(m)
 
 
+def test_a_failing_evaluation_keeps_the_trained_sae(tiny, tmp_path, monkeypatch):
+    """The SAE is saved before its held-out evaluation, so a crash there does not lose the training."""
+    import steerlab.sae.quality
+
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("out of memory in the evaluation")
+
+    monkeypatch.setattr(steerlab.sae.quality, "sae_quality", crash)
+    cfg = SAEConfig("topk", d_sae=32, k=4, n_tokens=300, epochs=1, batch_size=128, context=24,
+                    corpora=("tinyshakespeare",))  # fmt: skip
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train_sae(tiny, SITE, cfg, eval_tokens=88, progress=False)
+    (folder,) = (tmp_path / "saes").iterdir()
+    kept = load_sae(folder)
+    assert kept.site == SITE and "dead_fraction" in kept.metrics and "loss_recovered" not in kept.metrics
+
+
+@pytest.mark.parametrize("device,dtype", [("meta", torch.float32), ("cpu", torch.float64)])
+def test_sae_edits_run_on_the_activations_device_and_dtype(device, dtype):
+    """A CPU, fp32 SAE steers activations elsewhere ("meta" stands in for an accelerator: mixing it with
+    CPU tensors raises as CUDA does); the user's SAE stays where it was."""
+    from steerlab.sae import splice
+
+    sae = tiny_sae()
+    h = torch.randn(2, 5, 32, dtype=dtype, device=device)
+    for edit in (splice(sae, SITE), clamp_latent(sae, SITE, [1, 3], 2.0)):
+        for _ in range(2):  # the second call reuses the copy made by the first
+            out = edit.fn(h)
+            assert (out.device, out.dtype, out.shape) == (h.device, h.dtype, h.shape)
+    assert sae.W_dec.device.type == "cpu"
+
+
 def test_standard_sae_trains_on_a_matrix():
     from steerlab.sae import fit_sae
 

@@ -1,7 +1,7 @@
 """The `Backend` base class: one model behind one small interface, edits scoped to one call.
 
-The values it runs (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`, `ForwardOutput`) live in
-`steerlab.sites`; only the two backend modules (`tl_backend`, `nnsight_backend`) know about
+The values it runs (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`, `ForwardOutput`, `EditCounts`) live
+in `steerlab.sites`; only the two backend modules (`tl_backend`, `nnsight_backend`) know about
 TransformerLens or nnsight.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -19,9 +20,27 @@ from torch import Tensor
 
 from steerlab.errors import SteerlabError
 from steerlab.prompts import format_chat
-from steerlab.sites import Batch, Edit, ForwardOutput, Prefix, Site
+from steerlab.sites import Batch, Edit, EditCounts, ForwardOutput, Positions, Prefix, Site
 
 logger = logging.getLogger(__name__)
+
+
+def _cover(positions: Positions, offset: int, length: int, prompt_len: int) -> str | None:
+    """``"all"`` or ``"none"`` when ``positions`` covers all or none of ``[offset, offset + length)`` whatever
+    the padding; ``None`` when it takes a mask. Python ints only, so deciding costs no device sync."""
+    end = offset + length
+    first = {
+        "all": 0, "prompt": 0, "generated": prompt_len, "last_prompt": prompt_len - 1,
+        "from": prompt_len + positions.start if positions.start < 0 else None,
+    }[positions.kind]  # fmt: skip
+    last = {"prompt": prompt_len, "last_prompt": prompt_len}.get(positions.kind, end)  # exclusive
+    if first is None:  # counted from each prompt's first real token: depends on the padding
+        return None
+    if first <= offset and end <= last:
+        return "all"
+    if end <= first or last <= offset:
+        return "none"
+    return None
 
 
 class EditRunner:
@@ -29,30 +48,86 @@ class EditRunner:
 
     With a key/value cache, the first call sees the prompt and each later call one new token, so the
     slice starts where the previous one ended; without a cache every call starts at position 0.
+
+    Each call also counts, per edit, the real (non-padding) positions it touched, into ``counts`` (a
+    list per edit of Python ints and 0-d device tensors, read once at the end of the backend call).
+    Which positions an edit covers is decided from Python ints where it can be (all of a decode step,
+    none of it), so the hot path has no host-device sync.
     """
 
-    def __init__(self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0):
+    def __init__(
+        self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0, index: Sequence[int] = ()
+    ):
         self.edits = list(edits)
+        self.index = list(index) or list(range(len(self.edits)))  # each edit's place in the call's list
         self.prompt_len = batch.prompt_len
         self.n_pad = batch.n_pad
         self.incremental = incremental
         self.start = start  # where the first call's slice begins (after a cached prefix)
         self.seen = start
+        self.counts: list[list[int | Tensor]] = [[] for _ in self.edits]
+        self._n_pad: dict[tuple, Tensor] = {}
+
+    def _pads(self, h: Tensor) -> Tensor:
+        """Left padding per row of ``h``, on its device (rows may be expanded, e.g. beams or samples)."""
+        key = (h.device, h.shape[0])
+        if key not in self._n_pad:
+            n_pad = self.n_pad.to(h.device)
+            if h.shape[0] != n_pad.shape[0]:
+                n_pad = n_pad.repeat_interleave(h.shape[0] // n_pad.shape[0])
+            self._n_pad[key] = n_pad
+        return self._n_pad[key]
 
     def __call__(self, h: Tensor) -> Tensor:
         offset = self.seen if self.incremental else self.start
         length = h.shape[1]
         self.seen = offset + length
-        n_pad = self.n_pad.to(h.device)
-        if h.shape[0] != n_pad.shape[0]:  # e.g. beams or samples expanded from one prompt
-            n_pad = n_pad.repeat_interleave(h.shape[0] // n_pad.shape[0])
-        for edit in self.edits:
-            mask = edit.positions.mask(offset, length, self.prompt_len, n_pad)
-            if bool(mask.all()):
+        n_pad = self._pads(h)
+        for edit, counts in zip(self.edits, self.counts, strict=True):
+            cover = _cover(edit.positions, offset, length, self.prompt_len)
+            if cover == "none":
+                counts.append(0)
+                continue
+            if cover == "all":
                 h = edit.fn(h)
-            elif bool(mask.any()):
-                h = torch.where(mask.unsqueeze(-1), edit.fn(h), h)
+                if offset >= self.prompt_len:  # no padding after the prompt
+                    counts.append(h.shape[0] * length)
+                else:
+                    counts.append(length * h.shape[0] - (n_pad - offset).clamp(0, length).sum())
+                continue
+            mask = edit.positions.mask(offset, length, self.prompt_len, n_pad)
+            h = torch.where(mask.unsqueeze(-1), edit.fn(h), h)
+            real = torch.arange(offset, offset + length, device=h.device).unsqueeze(0) >= n_pad.unsqueeze(1)
+            counts.append((mask & real).sum())
         return h
+
+
+def edit_runners(edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0) -> dict[Site, EditRunner]:
+    """One `EditRunner` per edited site, each remembering its edits' places in ``edits``."""
+    by_site: dict[Site, list[int]] = defaultdict(list)
+    for i, edit in enumerate(edits):
+        by_site[edit.site].append(i)
+    return {
+        site: EditRunner([edits[i] for i in index], batch, incremental, start, index)
+        for site, index in by_site.items()
+    }
+
+
+def collect_counts(edits: Sequence[Edit], runners: Sequence[EditRunner]) -> EditCounts:
+    """The runners' counts as an `EditCounts` in the order of ``edits``; one host read per device."""
+    values: dict[int, list] = {i: [] for i in range(len(edits))}
+    for runner in runners:
+        for i, counts in zip(runner.index, runner.counts, strict=True):
+            values[i] = list(counts)
+    by_device: dict[torch.device, list[tuple[int, int, Tensor]]] = defaultdict(list)
+    for i, counts in values.items():
+        for t, c in enumerate(counts):
+            if isinstance(c, Tensor):
+                by_device[c.device].append((i, t, c))
+    for entries in by_device.values():
+        for (i, t, _), n in zip(entries, torch.stack([c for *_, c in entries]).tolist(), strict=True):
+            values[i][t] = int(n)
+    return EditCounts(tuple(edits), tuple(tuple(values[i]) for i in range(len(edits))))
 
 
 def count_hooks(module: torch.nn.Module) -> int:
@@ -69,6 +144,10 @@ class Backend(ABC):
 
     Every edit is scoped to one call: hooks are attached inside the call and removed in a
     ``finally`` block, so nothing outlives it, even when it raises.
+
+    Every call with edits counts the token positions each edit touched (`EditCounts`, in
+    ``ForwardOutput.edit_counts`` and ``last_edit_counts``) and raises if an edit touched none, unless
+    called with ``allow_noop=True``: steering that silently does nothing is an error.
     """
 
     kind: ClassVar[str]
@@ -86,6 +165,8 @@ class Backend(ABC):
         self.n_layers: int = text_cfg.num_hidden_layers
         self.d_model: int = text_cfg.hidden_size
         self.model_type: str = getattr(text_cfg, "model_type", getattr(cfg, "model_type", "unknown"))
+        self.last_edit_counts: EditCounts | None = None  # of the latest call with edits (see `EditCounts`)
+        self._runners: list[EditRunner] = []
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -105,6 +186,31 @@ class Backend(ABC):
     def _generate(
         self, batch: Batch, edits: Sequence[Edit], max_new_tokens: int, use_cache: bool, gen_kwargs: dict
     ) -> Int[Tensor, "batch total"]: ...
+
+    def _edit_runners(
+        self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0
+    ) -> dict[Site, EditRunner]:
+        """Runners for one call's edits (see `edit_runners`); their counts are read when the call ends."""
+        runners = edit_runners(edits, batch, incremental, start)
+        self._runners.extend(runners.values())
+        return runners
+
+    def _counts_come_back(self) -> bool:
+        """Whether edits run in this process, so their counts can be read (not for remote execution)."""
+        return True
+
+    def _finish(self, edits: Sequence[Edit], allow_noop: bool) -> EditCounts | None:
+        """Read the call's edit counts once, keep them in ``last_edit_counts``, raise on an idle edit."""
+        runners, self._runners = self._runners, []
+        if not edits:
+            return None
+        if not self._counts_come_back():
+            self.last_edit_counts = None
+            return None
+        counts = self.last_edit_counts = collect_counts(edits, runners)
+        if not allow_noop:
+            counts.check()
+        return counts
 
     @abstractmethod
     def hook_name(self, site: Site) -> str:
@@ -176,20 +282,27 @@ class Backend(ABC):
         record: Sequence[Site | str | int] = (),
         grad: bool = False,
         prefix: Prefix | None = None,
+        allow_noop: bool = False,
     ) -> ForwardOutput:
         """Logits (and activations at ``record`` sites, after any edit there) for one batch.
 
         With ``prefix`` (from `prefix`), ``prompts`` must be a `Batch` of suffix tokens (right-padded,
         one row per prefix row); only the suffix is computed, attending to the cached prefix. Edit
         positions count from the start of the prefix, and the prompt is prefix plus suffix.
+
+        ``edit_counts`` of the result says how many token positions each edit touched; an edit that
+        touched none raises a `SteerlabError` unless ``allow_noop=True``.
         """
         batch = self._as_batch(prompts)
         sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
         edits = self._check_edits(edits)
         if prefix is not None:
             _check_prefix_untouched(prefix, batch, edits)
+        self._runners = []
         with torch.set_grad_enabled(grad):
-            return self._forward(batch, edits, sites, grad, prefix)
+            out = self._forward(batch, edits, sites, grad, prefix)
+        counts = self._finish(edits, allow_noop)
+        return out if counts is None else ForwardOutput(out.logits, out.activations, counts)
 
     def prefix(self, prompts: str | Sequence[str] | Batch, *, record: Sequence[Site | str | int] = ()) -> Prefix:
         """Compute a prompt prefix once (no edits) for reuse by `forward(..., prefix=...)`.
@@ -203,15 +316,15 @@ class Backend(ABC):
         with torch.no_grad():
             return self._prefix(batch, sites)
 
-    def logits(self, prompts, *, edits=None) -> Float[Tensor, "batch pos vocab"]:
-        return self.forward(prompts, edits=edits).logits
+    def logits(self, prompts, *, edits=None, allow_noop: bool = False) -> Float[Tensor, "batch pos vocab"]:
+        return self.forward(prompts, edits=edits, allow_noop=allow_noop).logits
 
     def record(self, prompts, sites: Sequence[Site | str | int]) -> dict[Site, Tensor]:
         """Activations at many sites and layers from one forward pass."""
         return self.forward(prompts, record=sites).activations
 
     def token_losses(
-        self, texts: str | Sequence[str] | Batch, *, edits=None, grad: bool = False
+        self, texts: str | Sequence[str] | Batch, *, edits=None, grad: bool = False, allow_noop: bool = False
     ) -> tuple[Float[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
         """Per-token negative log-likelihood of each text under the (edited) model.
 
@@ -219,7 +332,7 @@ class Backend(ABC):
         and ``mask`` is False at padding.
         """
         batch = self._as_batch(texts)
-        logits = self.forward(batch, edits=edits, grad=grad).logits.float()
+        logits = self.forward(batch, edits=edits, grad=grad, allow_noop=allow_noop).logits.float()
         targets = batch.input_ids[:, 1:]
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
@@ -234,13 +347,22 @@ class Backend(ABC):
         edits=None,
         max_new_tokens: int = 32,
         use_cache: bool = True,
+        allow_noop: bool = False,
         **gen_kwargs,
     ) -> Int[Tensor, "batch total"]:
-        """Prompt plus generated token ids (greedy unless ``do_sample=True`` is passed)."""
+        """Prompt plus generated token ids (greedy unless ``do_sample=True`` is passed).
+
+        ``last_edit_counts`` then holds the positions each edit touched at the prefill and at each
+        decode step; an edit that touched none raises unless ``allow_noop=True``.
+        """
         batch = self._as_batch(prompts)
         gen_kwargs.setdefault("do_sample", False)
+        edits = self._check_edits(edits)
+        self._runners = []
         with torch.no_grad():
-            return self._generate(batch, self._check_edits(edits), max_new_tokens, use_cache, gen_kwargs)
+            ids = self._generate(batch, edits, max_new_tokens, use_cache, gen_kwargs)
+        self._finish(edits, allow_noop)
+        return ids
 
     def generate(self, prompts: str | Sequence[str], *, edits=None, max_new_tokens: int = 32, **kwargs) -> list[str]:
         """Generated continuations (text after the prompt, special tokens removed)."""

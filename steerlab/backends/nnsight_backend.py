@@ -7,6 +7,14 @@ raises ``OutOfOrderError`` otherwise), which is the `Site.order` of the sites in
 In transformers 5, a decoder layer's output is a plain ``[batch, pos, d_model]`` tensor and the
 attention module's output is a tuple ``(attn_out, weights)``.
 
+Where each site lives comes from `LAYOUTS`, one `Layout` per family of Hugging Face ``model_type``
+(Llama, Mistral, Qwen2/3 and Phi-3 share one; Gemma-2/3 read their post-norms; GPT-2 and GPT-NeoX
+name things their own way), checked against the loaded model when the backend is built; another
+architecture raises, or takes a `Layout` passed as ``layout=``.
+
+A cached prefix (`Backend.prefix`) is reused by restoring its cache's layers after each call
+(`kept`): cropping cannot undo an append to a sliding-window layer whose window is full.
+
 Scale-out: ``load_model(name, backend="nnsight", remote=True)`` runs the same traces on an NDIF
 deployment (8B-70B models). The model is then only instantiated on the meta device here; an NDIF
 API key must be configured (``nnsight.CONFIG.set_default_api_key(...)``). Edits must be built
@@ -15,15 +23,17 @@ from torch operations nnsight can serialise (the `steerlab.interventions` functi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, EditRunner
+from steerlab.backends.base import Backend
+from steerlab.errors import SteerlabError
 from steerlab.sites import Batch, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
@@ -39,7 +49,18 @@ class SitePath:
     index: int | None = None
 
 
-LLAMA_PATHS = {
+@dataclass(frozen=True)
+class Layout:
+    """Where an architecture keeps its decoder layers (``layers``, a path from the HF model) and each site
+    below a layer. ``model_types`` are the Hugging Face ``model_type`` values it serves."""
+
+    model_types: tuple[str, ...]
+    layers: str
+    sites: dict[str, SitePath]
+
+
+# Llama, Mistral, Qwen2/3, Phi-3: x + attn(norm(x)), then + mlp(post_attention_layernorm(.)).
+PRE_NORM = {
     "resid_pre": SitePath("", "input"),
     "attn_out": SitePath("self_attn", "output", 0),
     "mlp_in": SitePath("post_attention_layernorm"),
@@ -47,13 +68,58 @@ LLAMA_PATHS = {
     "resid_post": SitePath(""),
 }
 # Gemma 2/3 normalise each block's output before adding it to the residual stream.
-GEMMA_PATHS = {
-    **LLAMA_PATHS,
+POST_NORM = {
+    **PRE_NORM,
     "attn_out": SitePath("post_attention_layernorm"),
     "mlp_in": SitePath("pre_feedforward_layernorm"),
     "mlp_out": SitePath("post_feedforward_layernorm"),
 }
-SITE_PATHS = {"gemma2": GEMMA_PATHS, "gemma3": GEMMA_PATHS, "gemma3_text": GEMMA_PATHS}
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(("llama", "mistral", "qwen2", "qwen3", "phi3"), "model.layers", PRE_NORM),
+    Layout(("gemma2", "gemma3_text"), "model.layers", POST_NORM),
+    Layout(("gpt2",), "transformer.h", {
+        **PRE_NORM, "attn_out": SitePath("attn", "output", 0), "mlp_in": SitePath("ln_2"),
+    }),
+    # GPT-NeoX (Pythia): attention and MLP read the same residual when use_parallel_residual is set.
+    Layout(("gpt_neox",), "gpt_neox.layers", {**PRE_NORM, "attn_out": SitePath("attention", "output", 0)}),
+)  # fmt: skip
+SUPPORTED_MODEL_TYPES = tuple(t for layout in LAYOUTS for t in layout.model_types)
+
+
+def _submodule(root: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    for part in filter(None, path.split(".")):
+        root = getattr(root, part, None)
+        if root is None:
+            return None
+    return root
+
+
+def find_layout(hf_model: torch.nn.Module, model_type: str, n_layers: int, layout: Layout | None = None) -> Layout:
+    """The `Layout` of ``hf_model``, checked against the loaded model: its layer list has ``n_layers``
+    layers and every layer has every site's submodule. Unknown architectures raise."""
+    if layout is None:
+        layout = next((lo for lo in LAYOUTS if model_type in lo.model_types), None)
+    if layout is None:
+        raise SteerlabError(
+            f"the nnsight backend does not know where architecture {model_type!r} keeps its sites; supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}. Describe it with nnsight_backend.Layout(...) and pass "
+            "layout= to NNsightBackend, or use backend='tl' if TransformerLens supports it"
+        )
+    layers = _submodule(hf_model, layout.layers)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) != n_layers:
+        raise SteerlabError(
+            f"expected {n_layers} decoder layers at {layout.layers!r} of this {model_type} model "
+            f"({type(hf_model).__name__}), found {type(layers).__name__}; the model's layout differs from the "
+            "supported one: pass a matching nnsight_backend.Layout as layout="
+        )
+    for kind, path in layout.sites.items():
+        missing = [i for i in (0, n_layers - 1) if _submodule(layers[i], path.module) is None]
+        if missing:
+            raise SteerlabError(
+                f"site {kind!r} expects submodule {path.module!r} in each layer of {layout.layers!r}, but layer "
+                f"{missing[0]} of this {model_type} model has none; pass a matching nnsight_backend.Layout as layout="
+            )
+    return layout
 
 
 class NNsightBackend(Backend):
@@ -61,15 +127,15 @@ class NNsightBackend(Backend):
 
     kind = "nnsight"
 
-    def __init__(self, *, lm=None, remote: bool = False, **kwargs):
+    def __init__(self, *, lm=None, remote: bool = False, layout: Layout | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.layout = find_layout(self.hf_model, self.model_type, self.n_layers, layout)
         if lm is None:
             from nnsight.modeling.transformers import TransformersModel
 
             lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation")
         self.lm = lm
         self.remote = remote
-        self.paths = SITE_PATHS.get(self.model_type, LLAMA_PATHS)
 
     @classmethod
     def remote(cls, name: str) -> NNsightBackend:
@@ -91,16 +157,22 @@ class NNsightBackend(Backend):
         scale = getattr(emb, "embed_scale", None)  # Gemma scales embeddings by sqrt(d_model) in forward
         return emb.weight if scale is None else emb.weight * scale.to(emb.weight.dtype)
 
+    def _counts_come_back(self) -> bool:
+        return not self.remote
+
     def hook_name(self, site: Site) -> str:
         site = self.site(site)
-        path = self.paths[site.kind]
-        name = f"model.layers.{site.layer}" + (f".{path.module}" if path.module else "") + f".{path.attr}"
+        path = self.layout.sites[site.kind]
+        name = f"{self.layout.layers}.{site.layer}" + (f".{path.module}" if path.module else "") + f".{path.attr}"
         return name + (f"[{path.index}]" if path.index is not None else "")
 
     # ------------------------------------------------------------------ reading and writing sites
     def _module(self, site: Site):
-        path = self.paths[site.kind]
-        module = self.lm.model.layers[site.layer]
+        path = self.layout.sites[site.kind]
+        module = self.lm
+        for part in self.layout.layers.split("."):
+            module = getattr(module, part)
+        module = module[site.layer]
         for part in filter(None, path.module.split(".")):
             module = getattr(module, part)
         return module, path
@@ -129,11 +201,8 @@ class NNsightBackend(Backend):
                 records[site] = (h if grad else h.detach()).save()
 
     def _plan(self, batch: Batch, edits, record, incremental: bool, start: int = 0):
-        by_site = defaultdict(list)
-        for edit in edits:
-            by_site[edit.site].append(edit)
-        runners = {site: EditRunner(group, batch, incremental, start) for site, group in by_site.items()}
-        sites = sorted(set(by_site) | set(record), key=lambda s: s.order)
+        runners = self._edit_runners(edits, batch, incremental, start)
+        sites = sorted(set(runners) | set(record), key=lambda s: s.order)
         return sites, runners
 
     # ------------------------------------------------------------------ primitives
@@ -151,12 +220,8 @@ class NNsightBackend(Backend):
         full = prefix.join(batch)
         start = prefix.batch.prompt_len
         sites, runners = self._plan(full, edits, record, incremental=False, start=start)
-        try:
+        with kept(prefix.cache):  # the suffix's keys and values are dropped, so the prefix can be reused
             return self._trace(_inputs(batch.input_ids, full, prefix.cache), sites, runners, record, grad)
-        finally:  # drop the suffix's keys and values so the prefix can be reused
-            extra = prefix.cache.get_seq_length() - start
-            if extra > 0:
-                prefix.cache.crop(-extra)
 
     def _prefix(self, batch, record):
         from transformers import DynamicCache
@@ -183,6 +248,25 @@ class NNsightBackend(Backend):
             with tracer.invoke():  # an unbounded step loop never returns, so read the result here
                 result = tracer.result.save()
         return result
+
+
+@contextlib.contextmanager
+def kept(cache) -> Iterator[None]:
+    """Put a `DynamicCache` back as it was after a call that appended to it.
+
+    Cropping cannot undo an append to a sliding-window layer once the window is full (it has already
+    dropped its oldest keys), so each layer's state is restored instead. Updates replace a layer's
+    tensors (``torch.cat``) rather than write into them, so keeping references costs no copy.
+    """
+    n_layers = len(cache.layers)
+    saved = [dict(vars(layer)) for layer in cache.layers]
+    try:
+        yield
+    finally:
+        del cache.layers[n_layers:]
+        for layer, state in zip(cache.layers, saved, strict=True):
+            vars(layer).clear()
+            vars(layer).update(state)
 
 
 def _inputs(input_ids: Tensor, context: Batch, cache=None) -> dict:

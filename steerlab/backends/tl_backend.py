@@ -5,20 +5,31 @@ its activations equal the Hugging Face model's: ``blocks.L.hook_resid_post`` is 
 ``hidden_states[L + 1]``. Hooks are attached with ``HookedTransformer.hooks`` (removed in a
 ``finally``) and, for ``mlp_in``, a PyTorch forward hook on ``blocks.L.ln2`` (TransformerLens has no
 hook point after the norm's weight), removed the same way.
+
+The TransformerLens config is read from the Hugging Face model's own config (`tl_config_dict`), never
+from its name or folder (TransformerLens guesses Llama or Gemma from a path's name, then crashes on a
+local ``Llama-2-7b-chat-hf`` folder). Where it equals an official TransformerLens model's config,
+that model's name is kept in ``TLBackend.tl_name``. The conversion runs where the Hugging Face model
+is (give it on the CPU: `steerlab.models.load_model` does), and only the converted model is moved
+to the device, after the Hugging Face copy is dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
+import functools
 import logging
-from collections import defaultdict
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, EditRunner, removing
+from steerlab.backends.base import Backend, removing
 from steerlab.errors import SteerlabError
 from steerlab.sites import Batch, Edit, ForwardOutput, Prefix, Site
 
@@ -33,36 +44,148 @@ TL_HOOKS = {
 }
 
 
-def build_hooked_transformer(hf_model, tokenizer, device, dtype, tl_name: str | None = None):
-    """A HookedTransformer with the HF model's weights and no weight processing.
+# Architectures whose TransformerLens config is read from the Hugging Face config (TransformerLens's own
+# conversion, given the config alone), and those TransformerLens knows only by official name: Gemma-2/3,
+# whose config is the official one of the same family with the sizes of the model at hand.
+FROM_CONFIG = (
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM",
+    "GPT2LMHeadModel", "GPTNeoXForCausalLM",
+)  # fmt: skip
+GEMMA_FAMILIES = {"Gemma2ForCausalLM": "google/gemma-2-2b", "Gemma3ForCausalLM": "google/gemma-3-270m"}
+TL_ARCHITECTURES = (*FROM_CONFIG, *GEMMA_FAMILIES)
+# What must agree for a model to be an official TransformerLens model (weights aside).
+IDENTITY = (
+    "original_architecture", "d_model", "d_head", "n_heads", "d_mlp", "n_layers", "d_vocab", "n_key_value_heads",
+    "act_fn", "eps", "normalization_type", "positional_embedding_type", "rotary_base", "rotary_base_local",
+    "rotary_scaling_factor", "use_NTK_by_parts_rope", "NTK_by_parts_factor", "window_size", "attn_types",
+    "attn_scores_soft_cap", "output_logits_soft_cap",
+)  # fmt: skip
 
-    Uses the official TransformerLens name when one is known (``tl_name`` or the HF name);
-    otherwise reads the config from the HF model's local folder.
+
+def architecture(hf_model: torch.nn.Module) -> str:
+    """The Hugging Face class name (``LlamaForCausalLM``), as a checkpoint's ``architectures`` names it."""
+    return type(hf_model).__name__
+
+
+def _gemma_config(hf_config, family: dict[str, Any]) -> dict[str, Any]:
+    """TransformerLens's config of an official Gemma-2/3 model, with the sizes of ``hf_config``."""
+    rope = dict(getattr(hf_config, "rope_parameters", None) or {})
+    full = rope.get("full_attention", rope)
+    local = rope.get("sliding_attention", rope)
+    for params in (full, local):
+        if params.get("rope_type", "default") not in ("default", "linear"):
+            raise SteerlabError(
+                f"rope scaling {params.get('rope_type')!r} of this Gemma model has no TransformerLens equivalent; "
+                "use backend='nnsight'"
+            )
+    cfg = {
+        **family,
+        "d_model": hf_config.hidden_size, "d_head": hf_config.head_dim, "n_heads": hf_config.num_attention_heads,
+        "d_mlp": hf_config.intermediate_size, "n_layers": hf_config.num_hidden_layers, "eps": hf_config.rms_norm_eps,
+        "n_ctx": min(hf_config.max_position_embeddings, family["n_ctx"]), "d_vocab": hf_config.vocab_size,
+        "act_fn": hf_config.hidden_activation, "n_key_value_heads": hf_config.num_key_value_heads,
+        "window_size": hf_config.sliding_window, "use_local_attn": True,
+        "attn_types": ["local" if t == "sliding_attention" else "global" for t in hf_config.layer_types],
+        "rotary_base": full.get("rope_theta", family["rotary_base"]),
+        "attn_scale": float(hf_config.query_pre_attn_scalar) ** 0.5,
+        "attn_scores_soft_cap": getattr(hf_config, "attn_logit_softcapping", None) or -1.0,
+        "output_logits_soft_cap": getattr(hf_config, "final_logit_softcapping", None) or -1.0,
+    }  # fmt: skip
+    if "rotary_base_local" in family:
+        cfg["rotary_base_local"] = local.get("rope_theta", family["rotary_base_local"])
+    if full.get("rope_type") == "linear":
+        cfg["rotary_scaling_factor"] = float(full["factor"])
+    return cfg
+
+
+@functools.lru_cache(maxsize=1)
+def _official_configs() -> dict[str, dict[str, Any]]:
+    """TransformerLens's configs of the official models it defines without downloading (Llama and Gemma names)."""
+    from transformer_lens import loading
+    from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
+
+    configs = {}
+    for name in OFFICIAL_MODEL_NAMES:
+        if not any(family in name.lower() for family in ("llama", "gemma")):
+            continue  # TransformerLens would fetch these configs from the hub
+        with contextlib.suppress(Exception):  # some names need the hub after all
+            configs[name] = loading.convert_hf_model_config(name)
+    return configs
+
+
+def _identity(cfg: dict[str, Any]) -> tuple:
+    from transformer_lens.config import HookedTransformerConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(HookedTransformerConfig)}
+    values = {key: cfg.get(key, defaults.get(key)) for key in IDENTITY}
+    if values["n_key_value_heads"] is None:
+        values["n_key_value_heads"] = values["n_heads"]
+    return tuple(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values.values())
+
+
+def official_tl_name(cfg: dict[str, Any]) -> str | None:
+    """The official TransformerLens model whose config equals ``cfg`` (sizes, norms, rotary, windows), if any;
+    the first of several (base and chat models share one)."""
+    identity = _identity(cfg)
+    return next((name for name, official in _official_configs().items() if _identity(official) == identity), None)
+
+
+def tl_config_dict(hf_model: torch.nn.Module) -> dict[str, Any]:
+    """The TransformerLens config of ``hf_model``, read from its Hugging Face config (never from its name or path)."""
+    from transformer_lens import loading
+
+    arch = architecture(hf_model)
+    if arch in GEMMA_FAMILIES:
+        return _gemma_config(hf_model.config, loading.convert_hf_model_config(GEMMA_FAMILIES[arch]))
+    if arch not in FROM_CONFIG:
+        raise SteerlabError(
+            f"the TransformerLens backend does not support {arch}; supported: {', '.join(TL_ARCHITECTURES)}. "
+            "Use backend='nnsight'"
+        )
+    config = copy.deepcopy(hf_model.config)
+    config.architectures = [arch]
+    if arch == "GPT2LMHeadModel" and not hasattr(config, "n_ctx"):  # older GPT-2 configs carry both
+        config.n_ctx = config.n_positions
+    # TransformerLens reads a config from a folder, and guesses Llama/Gemma from the folder's *name*;
+    # a fresh folder holding only config.json sidesteps both.
+    with tempfile.TemporaryDirectory(prefix="steerlab-tl-") as tmp:
+        config.to_json_file(Path(tmp) / "config.json")
+        return loading.convert_hf_model_config(tmp)
+
+
+def build_hooked_transformer(hf_model, tokenizer, device, dtype, name: str = "model"):
+    """A HookedTransformer with the HF model's weights, no weight processing, built on the CPU and moved
+    to ``device`` only then, so the device never holds it beside a copy. Returns ``(model, official_name)``.
+
+    The config comes from the HF model's own config (`tl_config_dict`); where it equals an official
+    TransformerLens model's, that model's name is returned (``None`` otherwise).
     """
     from transformer_lens import HookedTransformer, loading
+    from transformer_lens.config import HookedTransformerConfig
 
-    name = tl_name or hf_model.name_or_path
-    official = True
-    try:
-        loading.get_official_model_name(name)
-    except ValueError:
-        official = False
-    if official:
-        return HookedTransformer.from_pretrained_no_processing(
-            name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype, default_prepend_bos=False
+    cfg_dict = tl_config_dict(hf_model)
+    official = official_tl_name(cfg_dict)
+    if official is not None:
+        cfg_dict = loading.convert_hf_model_config(official)
+    cfg_dict.update(
+        model_name=Path(name).name, init_weights=False, device="cpu", n_devices=1, dtype=dtype,
+        default_prepend_bos=False, from_checkpoint=False, d_vocab=hf_model.config.vocab_size,
+    )  # fmt: skip
+    cfg = HookedTransformerConfig.from_dict(cfg_dict)
+    if next(hf_model.parameters()).device.type != "cpu":
+        logger.warning(
+            "converting %s to TransformerLens on %s holds both copies there; load the Hugging Face model on the "
+            "CPU (TLBackend moves the converted model to the device)", name, next(hf_model.parameters()).device
         )
-    if not Path(name).exists():
-        raise SteerlabError(
-            f"TransformerLens does not know {name!r} and it is not a local folder; "
-            "use backend='nnsight', or save the model to a folder first"
-        )
-    cfg = loading.get_pretrained_model_config(name, device=device, dtype=dtype, default_prepend_bos=False)
-    state = loading.get_pretrained_state_dict(name, cfg, hf_model, dtype=dtype)
+    with tempfile.TemporaryDirectory(prefix="steerlab-tl-") as tmp:
+        # the state dict converter wants an official name or an existing path; it reads only hf_model
+        state = loading.get_pretrained_state_dict(official or tmp, cfg, hf_model, dtype=dtype)
     model = HookedTransformer(cfg, tokenizer, move_to_device=False)
     model.load_and_process_state_dict(
         state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
     )
-    return model.to(device)
+    del state
+    return model, official
 
 
 class TLBackend(Backend):
@@ -70,14 +193,17 @@ class TLBackend(Backend):
 
     kind = "tl"
 
-    def __init__(self, *, tl_name: str | None = None, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.tl = build_hooked_transformer(self.hf_model, self.tokenizer, self.device, self.dtype, tl_name)
+        self.tl, self.tl_name = build_hooked_transformer(
+            self.hf_model, self.tokenizer, self.device, self.dtype, self.name
+        )
         self.tl.eval().requires_grad_(False)
         self.tl.tokenizer.padding_side = "left"
-        # The HF copy is not needed for running; keep only what TL holds to save memory.
+        # The HF copy is not needed for running: drop it before the converted model goes to the device.
         self.hf_config = self.hf_model.config
         self.hf_model = None
+        self.tl.to(str(self.device), print_details=False)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -93,14 +219,12 @@ class TLBackend(Backend):
         self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, incremental: bool, start: int = 0
     ):
         """Hooks for one call: returns (fwd_hooks for TL, module hooks to register, records dict)."""
-        by_site: dict[Site, list[Edit]] = defaultdict(list)
-        for edit in edits:
-            by_site[edit.site].append(edit)
+        runners = self._edit_runners(edits, batch, incremental, start)
         records: dict[Site, Tensor] = {}
         wanted = set(record)
         fwd_hooks, module_hooks = [], []
-        for site in sorted(set(by_site) | wanted, key=lambda s: s.order):
-            runner = EditRunner(by_site[site], batch, incremental, start) if site in by_site else None
+        for site in sorted(set(runners) | wanted, key=lambda s: s.order):
+            runner = runners.get(site)
 
             def fn(act: Tensor, hook=None, site=site, runner=runner) -> Tensor:
                 if runner is not None:
@@ -154,13 +278,13 @@ class TLBackend(Backend):
         done = torch.zeros(len(batch), dtype=torch.bool, device=self.device)
         with self._hooked(module_hooks, fwd_hooks):
             logits = self.tl(ids, attention_mask=mask, past_kv_cache=cache, return_type="logits")
-            for _ in range(max_new_tokens):
+            for step in range(max_new_tokens):
                 token = sample_next(logits[:, -1].float(), gen_kwargs)
                 token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id), token)
                 ids = torch.cat([ids, token[:, None]], dim=1)
                 mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)
                 done |= token == eos
-                if bool(done.all()):
+                if step == max_new_tokens - 1 or bool(done.all()):
                     break
                 if use_cache:
                     logits = self.tl(

@@ -144,7 +144,7 @@ def input_cross_entropy(
 
 def _gradient(backend: Backend, target: AttackTarget, adv: Tensor, edits: Sequence[Edit], embed: Tensor) -> Tensor:
     """d loss / d one-hot(adv), ``[k, vocab]``, through the steered model."""
-    one_hot = F.one_hot(adv, embed.shape[0]).to(embed.dtype).requires_grad_(True)
+    one_hot = F.one_hot(adv.to(embed.device), embed.shape[0]).to(embed.dtype).requires_grad_(True)
     start, k = len(target.before), len(adv)
 
     def write(h: Tensor) -> Tensor:

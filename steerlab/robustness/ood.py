@@ -100,7 +100,7 @@ class BehaviourProbe:
             )
         if len(pos) < 2 or len(neg) < 2:
             raise SteerlabError("a probe needs at least two examples of each class")
-        x = torch.cat([pos, neg]).double().numpy()
+        x = torch.cat([pos, neg]).detach().double().cpu().numpy()
         y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
         model.fit(x, y)

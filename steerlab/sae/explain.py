@@ -48,12 +48,12 @@ def latent_scores(
         raise SteerlabError(f"the vector has shape {tuple(v.shape)} but the SAE reads {W.shape[1]}-dim activations")
     scores = {
         "decoder_cosine": (W @ v) / (W.norm(dim=1).clamp(min=1e-8) * v.norm().clamp(min=1e-8)),
-        "encode_vector": sae.encode(v.unsqueeze(0).to(sae.dtype)).squeeze(0).float().cpu(),
+        "encode_vector": sae.encode(v.unsqueeze(0).to(sae.W_dec.device, sae.dtype)).squeeze(0).float().cpu(),
     }
     if (pos is None) != (neg is None):
         raise SteerlabError("encode_diff needs both pos and neg activations (or neither)")
     if pos is not None:
-        enc = lambda x: sae.encode(x.float().to(sae.dtype)).float().cpu()
+        enc = lambda x: sae.encode(x.to(sae.W_dec.device, sae.dtype)).float().cpu()
         scores["encode_diff"] = enc(pos).mean(0) - enc(neg).mean(0)
     return scores
 
@@ -110,7 +110,8 @@ def top_activating(
     best_val = torch.full((len(latents), 0), -torch.inf)
     best_idx = torch.zeros((len(latents), 0), dtype=torch.long)
     for start in range(0, len(corpus), batch_size):
-        z = sae.encode(corpus.acts[start : start + batch_size].to(sae.dtype)).float().cpu()[:, index].T  # [L, b]
+        chunk = corpus.acts[start : start + batch_size].to(sae.W_dec.device, sae.dtype)
+        z = sae.encode(chunk).float().cpu()[:, index].T  # [L, b]
         vals = torch.cat([best_val, z], dim=1)
         idx = torch.cat([best_idx, torch.arange(start, start + z.shape[1]).expand(len(latents), -1)], dim=1)
         keep = vals.topk(min(n, vals.shape[1]), dim=1)

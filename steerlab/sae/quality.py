@@ -11,11 +11,16 @@ The standard SAE evaluation (Bricken et al. 2023; Gao et al. 2024; SAEBench, Kar
 
 Splicing and ablation are `Edit`s on positions 1 onward (position 0, the attention sink, is not what
 the SAE was trained on and is left alone), so any backend works.
+
+Devices: an SAE computes where it lives; activations read earlier (CPU tensors) are moved to it, and
+an edit inside a forward pass runs a copy of the SAE made once on the activations' device
+(`on_device`), so a CPU SAE can steer a model on a GPU without a transfer per step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -30,9 +35,22 @@ from steerlab.sites import Batch, Edit, Positions, Site
 
 
 def sae_forward(sae: Any, h: Tensor) -> tuple[Tensor, Tensor]:
-    """``(latents, reconstruction)`` of activations ``h`` (any leading shape), in ``h``'s dtype."""
-    acts = sae.encode(h.to(sae.dtype))
-    return acts, sae.decode(acts).to(h.dtype)
+    """``(latents, reconstruction)`` of activations ``h`` (any leading shape), computed on the SAE's device;
+    the latents stay there, the reconstruction comes back in ``h``'s device and dtype."""
+    acts = sae.encode(h.to(sae.W_dec.device, sae.dtype))
+    return acts, sae.decode(acts).to(h.device, h.dtype)
+
+
+def on_device(sae: Any) -> Callable[[torch.device], Any]:
+    """``sae_at(device)``: ``sae`` itself on its own device, elsewhere a copy made on first use and kept."""
+    copies = {sae.W_dec.device: sae}
+
+    def sae_at(device: torch.device) -> Any:
+        if device not in copies:
+            copies[device] = copy.deepcopy(sae).to(device)
+        return copies[device]
+
+    return sae_at
 
 
 @torch.no_grad()
@@ -54,7 +72,8 @@ def latent_stats(sae: Any, acts: Float[Tensor, "n d"], batch_size: int = 4096) -
 
 def splice(sae: Any, site: Site, positions: Positions = Positions.from_index(1)) -> Edit:
     """Replace the activation by the SAE's reconstruction (no error term)."""
-    return Edit(site, lambda h: sae_forward(sae, h)[1], positions)
+    sae_at = on_device(sae)
+    return Edit(site, lambda h: sae_forward(sae_at(h.device), h)[1], positions)
 
 
 def _nll(logits: Tensor, ids: Tensor) -> Tensor:

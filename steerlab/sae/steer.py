@@ -25,6 +25,7 @@ from torch import Tensor
 
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add
+from steerlab.sae.quality import on_device
 from steerlab.sites import ALL, Edit, Positions, Site
 from steerlab.vectors import Provenance, SteeringVector
 
@@ -64,15 +65,18 @@ def clamp_latent(
     values = [float(value)] * len(latents) if isinstance(value, int | float) else [float(v) for v in value]
     if len(values) != len(latents):
         raise SteerlabError(f"got {len(values)} values for {len(latents)} latents; give one value or one per latent")
-    index = torch.tensor(latents)
-    target = torch.tensor(values)
+    sae_at = on_device(sae)
+    targets: dict[tuple, tuple[Tensor, Tensor]] = {}  # (latent index, value) per device and dtype, made once
 
     def fn(h: Tensor) -> Tensor:
-        x = h.to(sae.dtype)
-        z = sae.encode(x)
+        here = sae_at(h.device)
+        z = here.encode(h.to(here.dtype))
+        if (z.device, z.dtype) not in targets:
+            targets[z.device, z.dtype] = torch.tensor(latents, device=z.device), torch.tensor(values).to(z)
+        index, target = targets[z.device, z.dtype]
         z_new = z.clone()
-        z_new[..., index.to(z.device)] = target.to(z.device, z.dtype)
-        return h + (sae.decode(z_new) - sae.decode(z)).to(h.dtype)
+        z_new[..., index] = target
+        return h + (here.decode(z_new) - here.decode(z)).to(h.dtype)
 
     return Edit(site, fn, positions)
 

@@ -156,15 +156,20 @@ def _quiet_sae_lens() -> Iterator[None]:
             m.tqdm = bar
 
 
-def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: bool = True):
+def fit_sae(
+    acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: bool = True,
+    device: str | torch.device | None = None,
+):  # fmt: skip
     """Train an SAE on a ``[n, d_model]`` activation matrix with SAELens's ``SAETrainer``; returns the
-    inference SAE (normalisation folded in, unit-norm decoder rows)."""
+    inference SAE (normalisation folded in, unit-norm decoder rows) on ``device`` (default: where
+    ``acts`` are). Batches are moved there as training draws them, so ``acts`` may stay on the CPU."""
     from sae_lens import SAE
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     if acts.dim() != 2 or len(acts) == 0:
         raise SteerlabError(f"fit_sae needs a non-empty [n, d_model] matrix, got shape {tuple(acts.shape)}")
+    device = str(acts.device if device is None else torch.device(device))
     torch.manual_seed(config.seed)
     sae = _training_sae(config, acts.shape[1])
     sae.cfg.metadata.hook_name = hook_name  # an SAE trained outside the runner has no hook name otherwise
@@ -172,7 +177,7 @@ def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: b
     steps = max(1, int(len(acts) * config.epochs) // batch)
     cfg = SAETrainerConfig(
         total_training_samples=steps * batch, train_batch_size_samples=batch, lr=config.lr,
-        lr_end=config.lr, lr_scheduler_name="constant", lr_warm_up_steps=min(20, steps // 10), device="cpu",
+        lr_end=config.lr, lr_scheduler_name="constant", lr_warm_up_steps=min(20, steps // 10), device=device,
         dead_feature_window=max(1, steps // 4), feature_sampling_window=max(1, steps // 2),
         n_batches_for_norm_estimate=min(20, steps), logger=LoggingConfig(log_to_wandb=False),
     )  # fmt: skip
@@ -181,7 +186,7 @@ def fit_sae(acts: Tensor, config: SAEConfig, *, hook_name: str = "", progress: b
         trained = trainer.fit()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
-        return SAE.load_from_disk(tmp, fold_W_dec_norm=True)
+        return SAE.load_from_disk(tmp, fold_W_dec_norm=True, device=device)
 
 
 def train_sae(
@@ -220,7 +225,7 @@ def train_sae(
     folder = sae_cache_dir() / key
     if cache and (folder / "steerlab_sae.json").exists():
         logger.info("loading cached SAE %s", folder)
-        return load_sae(folder)
+        return load_sae(folder, device=backend.device)
     start = time.perf_counter()
     if activations is None:
         activations = collect_corpus(
@@ -234,15 +239,18 @@ def train_sae(
         )
     acts = activations.acts[: config.n_tokens]
     read_seconds = time.perf_counter() - start
-    sae = fit_sae(acts, config, hook_name=backend.hook_name(site), progress=progress)
+    sae = fit_sae(acts, config, hook_name=backend.hook_name(site), progress=progress, device=backend.device)
     seconds = time.perf_counter() - start
     fired = latent_stats(sae, acts)["fired"]
     del acts, activations
-    metrics = sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress) if eval_tokens else {}
-    metrics.update(dead_fraction=float((~fired).float().mean()), train_seconds=seconds, read_seconds=read_seconds)
+    metrics = {"dead_fraction": float((~fired).float().mean()), "train_seconds": seconds, "read_seconds": read_seconds}
     trained = TrainedSAE(sae, site, config, metrics, folder if cache else None, key)
-    if cache:
+    if cache:  # saved before the evaluation, so a failure there does not lose the training
         save_sae(trained, folder)
+    if eval_tokens:
+        metrics.update(sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress))
+        if cache:
+            save_sae(trained, folder)
     return trained
 
 
@@ -264,14 +272,21 @@ def save_sae(trained: TrainedSAE, folder: str | Path) -> Path:
     return folder
 
 
-def load_sae(name: str | Path, sae_id: str | None = None, *, site: Site | str | None = None, device: str = "cpu"):
+def load_sae(
+    name: str | Path, sae_id: str | None = None, *, site: Site | str | None = None,
+    device: str | torch.device = "cpu",
+):  # fmt: skip
     """Load an SAE: a folder written by `train_sae` / `save_sae`, a key under the SAE cache, or (with
     ``sae_id``) a pretrained SAELens release such as ``("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``,
     which needs internet access to the Hugging Face hub.
 
     ``site`` names where the SAE reads; for a steerlab folder it is read from ``steerlab_sae.json``.
+    ``device``: where the SAE lives (pass the model's, e.g. ``lm.device``; edits also work from the CPU,
+    through a copy made once on the model's device).
     """
     from sae_lens import SAE
+
+    device = str(torch.device(device))
 
     if sae_id is not None:
         try:
