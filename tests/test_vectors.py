@@ -176,14 +176,19 @@ def test_save_load_round_trip_exact(tmp_path, suffix):
     assert b.provenance == a.provenance
 
 
-def test_load_onto_other_model_raises_naming_both(tmp_path):
+def test_load_onto_other_model_warns_and_strict_refuses_naming_both(tmp_path, caplog):
     vec([1]).save(tmp_path / "v")
-    with pytest.raises(SteerlabError, match="tiny-llama.*cannot be loaded onto other.*check_model=False"):
-        SteeringVector.load(tmp_path / "v", backend=backend(name="other"))
+    with caplog.at_level(logging.WARNING, logger="steerlab.vectors"):
+        loaded = SteeringVector.load(tmp_path / "v", backend=backend(name="other"))
+    assert loaded.provenance.model == "tiny-llama" and "made on tiny-llama" in caplog.text and "'other'" in caplog.text
+    with pytest.raises(SteerlabError, match="made on tiny-llama.*'other'.*strict=False"):
+        SteeringVector.load(tmp_path / "v", backend=backend(name="other"), strict=True)
     with pytest.raises(SteerlabError, match=rf"tiny-llama \(d_model {D}\).*tiny-llama \(d_model 16\)"):
         SteeringVector.load(tmp_path / "v", backend=backend(d_model=16))
-    loaded = SteeringVector.load(tmp_path / "v", backend=backend(name="other"), check_model=False)
-    assert loaded.provenance.model == "tiny-llama"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="steerlab.vectors"):
+        SteeringVector.load(tmp_path / "v", backend=backend(name="other"), check_model=False, strict=True)
+    assert "made on" not in caplog.text
     with pytest.raises(SteerlabError, match="d_model"):
         SteeringVector.load(tmp_path / "v", backend=backend(name="other", d_model=16), check_model=False)
 
