@@ -11,7 +11,7 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -155,12 +155,13 @@ class Backend(ABC):
         limits = [int(n) for n in limits if isinstance(n, int) and n > 0]
         return min(limits) if limits else None
 
-    def tokenize(self, prompts: str | Sequence[str], *, truncate: bool = False) -> Batch:
+    def tokenize(self, prompts: str | Sequence[str], *, truncate: bool | Literal["first", "last"] = False) -> Batch:
         """Left-padded token ids for already formatted prompts (see `chat`). No BOS is added where
         the tokenizer adds none; a prompt that already starts with the BOS token gets no second one.
 
-        A prompt longer than the model's context (`context_length`) raises a `SteerlabError`; with
-        ``truncate=True`` it keeps its last ``context_length`` tokens instead (logged as a warning).
+        A prompt longer than the model's context (`context_length`) raises a `SteerlabError`, unless
+        ``truncate`` says which tokens to keep: ``"last"`` (or True; the end of a chat prompt matters)
+        or ``"first"`` (e.g. scoring a long text's beginning); truncation is logged as a warning.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -174,27 +175,35 @@ class Backend(ABC):
                 f"prompt {wrong[0]} is a {type(bad).__name__} ({bad!r:.60}), not text; pass strings "
                 "(formatted with lm.chat(...) for chat models)"
             )
+        if truncate not in (False, True, "first", "last"):
+            raise SteerlabError(f"truncate must be False, True, 'first' or 'last', got {truncate!r}")
         bos = self.tokenizer.bos_token
         add_special = not (bos and all(p.startswith(bos) for p in prompts))
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        lengths = mask.sum(dim=1)
+        lengths = enc["attention_mask"].sum(dim=1)
         if bool((lengths == 0).any()):
             empty = [i for i, n in enumerate(lengths.tolist()) if n == 0]
             raise SteerlabError(f"prompt(s) {empty[:5]} give no tokens (empty text?); every prompt needs some text")
         limit = self.context_length
-        if limit is not None and ids.shape[1] > limit:
+        if limit is not None and enc["input_ids"].shape[1] > limit:
             longest = int(lengths.argmax())
             if not truncate:
                 raise SteerlabError(
                     f"prompt {longest} has {int(lengths[longest])} tokens, more than {self.name}'s context of {limit} "
                     "tokens (max_position_embeddings); beyond it the model produces garbage. Shorten the prompt, or "
-                    "pass truncate=True to tokenize() to keep its last tokens"
+                    "pass truncate='last' (or 'first') to tokenize() to keep only the tokens that fit"
                 )
-            logger.warning("truncating %d prompt(s) to their last %d tokens (the model's context)",
-                           int((lengths > limit).sum()), limit)  # fmt: skip
-            ids, mask = ids[:, -limit:], mask[:, -limit:]
-        return Batch(ids.to(self.device), mask.to(self.device))
+            keep = "first" if truncate == "first" else "last"
+            logger.warning("keeping the %s %d tokens of %d prompt(s) longer than the model's context",
+                           keep, limit, int((lengths > limit).sum()))  # fmt: skip
+            side = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = "right" if keep == "first" else "left"
+            try:
+                enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special,
+                                     truncation=True, max_length=limit)  # fmt: skip
+            finally:
+                self.tokenizer.truncation_side = side
+        return Batch(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
 
     def _as_batch(self, prompts: str | Sequence[str] | Batch) -> Batch:
         return prompts if isinstance(prompts, Batch) else self.tokenize(prompts)

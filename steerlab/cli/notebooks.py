@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from steerlab.cli.main import app, clean_errors
+from steerlab.cli.main import app, clean_errors, existing_file, output_folder
 from steerlab.errors import SteerlabError
 
 
@@ -31,6 +31,9 @@ def notebooks(
             paths = sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
             if not paths:
                 raise SteerlabError(f"no numbered notebooks (NN_*.ipynb) in {Path('notebooks').resolve()}; pass paths")
+        for path in paths:
+            existing_file(path, "notebook")
+        output_folder(out)
         write_back = (not smoke) if inplace is None else inplace
         spare = None if write_back else Path(tempfile.mkdtemp(prefix="steerlab-nb-"))
         failed = []

@@ -72,22 +72,23 @@ def split(items: Sequence[T], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed
         parts[0 if taken < cut1 else 1 if taken < cut2 else 2].extend(group)
         taken += len(group)
     copies = n - len(groups)
-    sizes = ", ".join(f"{len(p)} {k}" for k, p in zip(("train", "val", "test"), parts, strict=True))
+    names = ("train", "val", "test")
+    sizes = ", ".join(f"{len(p)} {k}" for k, p in zip(names, parts, strict=True))
     if copies:
         logger.warning(
             "split: %d of %d items are copies of others (%d distinct); copies are kept in one part so none is in "
             "both train and test; remove them from the data to keep the intended sizes (%s)",
             copies, n, len(groups), sizes,
         )  # fmt: skip
-    for name, fraction, part in zip(("train", "val", "test"), fractions, parts, strict=True):
-        if fraction > 0 and not part:
-            if copies:
-                raise DataError(
-                    f"split: the {name} part is empty because the {n} items hold only {len(groups)} distinct "
-                    f"record(s) ({copies} copies); copies never go to two parts (train and test would share them). "
-                    "Remove the duplicates and give more distinct records"
-                )
-            logger.warning("split: the %s part is empty (%d items, fraction %.3g)", name, n, fraction)
+    empty = [name for name, f, part in zip(names, fractions, parts, strict=True) if f > 0 and not part]
+    if empty and copies:
+        raise DataError(
+            f"split: the {' and '.join(empty)} part(s) are empty because the {n} items hold only {len(groups)} "
+            f"distinct record(s) ({copies} copies); copies never go to two parts (train and test would share them). "
+            "Remove the duplicates and give more distinct records"
+        )
+    for name in empty:
+        logger.warning("split: the %s part is empty (%d items, fraction %.3g)", name, n, fractions[names.index(name)])
     train, val, test = ([items[i] for i in part] for part in parts)
     return Split(train, val, test)
 
