@@ -172,8 +172,12 @@ class SteeringVector:
         return {s: v.to(device=device, dtype=dtype, copy=True) for s, v in self.directions.items()}
 
     # ------------------------------------------------------------------ arithmetic
-    def _map(self, fn: Callable[[Tensor], Tensor], method: str) -> SteeringVector:
-        prov = dataclasses.replace(self.provenance, method=method, created=_now(), steerlab_version=_library_version())
+    def _map(self, fn: Callable[[Tensor], Tensor], method: str, factor: float | None = None) -> SteeringVector:
+        """``fn`` on every direction; a recorded ``fraction`` is scaled by ``factor`` (dropped when None)."""
+        fraction = self.provenance.fraction
+        fraction = None if fraction is None or factor is None else fraction * factor
+        prov = dataclasses.replace(self.provenance, method=method, created=_now(), steerlab_version=_library_version(),
+                                   fraction=fraction)  # fmt: skip
         return SteeringVector({s: fn(v) for s, v in self.directions.items()}, prov)
 
     def normalized(self) -> SteeringVector:
@@ -188,13 +192,18 @@ class SteeringVector:
 
         Raw mean differences of small models are tiny next to the residual stream (SmolLM2-135M: norm
         ~0.1-10 against ~50-700), so strengths are easier to compare across layers and methods once
-        vectors are expressed as a fraction of the stream's norm (`PairActivations.mean_norm`).
+        vectors are expressed as a fraction of the stream's norm (`steerlab.scale.typical_norm`, or
+        `PairActivations.mean_norm`). The provenance records ``norms`` (as ``typical_norm``) and ``fraction``,
+        so the saved vector says that strength ``alpha`` adds ``alpha * fraction * norms[site]``.
         """
         missing = [str(s) for s in self.directions if s not in norms]
         if missing:
             raise SteerlabError(f"rescaled: no norm given for {missing}; pass one per site of the vector")
         unit = self.normalized()
-        prov = dataclasses.replace(unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})")
+        prov = dataclasses.replace(
+            unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})", fraction=fraction,
+            typical_norm={str(s): float(norms[s]) for s in self.directions},
+        )  # fmt: skip
         return SteeringVector({s: v * fraction * float(norms[s]) for s, v in unit.directions.items()}, prov)
 
     def scaled(self, x: float) -> SteeringVector:
@@ -205,7 +214,7 @@ class SteeringVector:
             return NotImplemented
         if not math.isfinite(x):
             raise SteerlabError(f"cannot scale a steering vector by {x}; use a finite number")
-        return self._map(lambda v: v * x, f"{x:g}*{self.provenance.method}")
+        return self._map(lambda v: v * x, f"{x:g}*{self.provenance.method}", x)
 
     __rmul__ = __mul__
 
@@ -214,10 +223,10 @@ class SteeringVector:
             return NotImplemented
         if x == 0 or not math.isfinite(x):
             raise SteerlabError(f"cannot divide a steering vector by {x}; use a finite non-zero number")
-        return self._map(lambda v: v / x, f"{self.provenance.method}/{x:g}")
+        return self._map(lambda v: v / x, f"{self.provenance.method}/{x:g}", 1 / x)
 
     def __neg__(self) -> SteeringVector:
-        return self._map(lambda v: -v, f"-{self.provenance.method}")
+        return self._map(lambda v: -v, f"-{self.provenance.method}", -1.0)
 
     def _combine(self, other: Any, op: Callable[[Tensor, Tensor], Tensor], sym: str) -> SteeringVector:
         if not isinstance(other, SteeringVector):
@@ -244,7 +253,9 @@ class SteeringVector:
             model_type=a.model_type or b.model_type, backend=same("backend"), weight_processing=wp,
             dataset=same("dataset"), dataset_hash=same("dataset_hash"), read_position=same("read_position"),
             n_pairs=same("n_pairs"), steerlab_version=_library_version(), created=_now(),
-            extra={"parts": [a.to_dict(), b.to_dict()]},
+            extra={"parts": [a.to_dict(), b.to_dict()]}, operation=same("operation") or "add", fraction=None,
+            typical_norm={**(b.typical_norm or {}), **(a.typical_norm or {})} or None, orientation={},
+            config_hash=same("config_hash"), tokenizer_hash=same("tokenizer_hash"),
         )
         return SteeringVector(dirs, prov)
 
@@ -310,7 +321,8 @@ class SteeringVector:
             usage["typical_norm"] = p.typical_norm
         if p.fraction is not None:
             usage["fraction"] = p.fraction
-            usage["strength_note"] = "alpha = 1 adds fraction * typical_norm[site]; alpha = f / fraction adds f"
+            usage["strength_note"] = ("strength alpha adds alpha * fraction * typical_norm[site] of norm; to add "
+                                      "f * typical_norm[site], use alpha = f / fraction")
         return usage
 
     def save(self, path: str | Path) -> Path:
