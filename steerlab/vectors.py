@@ -421,17 +421,20 @@ class SteeringVector:
             hint = p.model
         out = Path(path)
         out = out if out.suffix == ".gguf" else out.with_name(out.name + ".gguf")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = gguf.GGUFWriter(str(out), "controlvector")
-        writer.add_string("controlvector.model_hint", hint)
-        writer.add_uint32("controlvector.layer_count", len(self))
-        writer.add_string("steerlab.provenance", json.dumps(p.to_dict()))  # llama.cpp ignores unknown keys
-        for site, v in self.directions.items():
-            writer.add_tensor(f"direction.{site.layer}", v.numpy())
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            writer = gguf.GGUFWriter(str(out), "controlvector")
+            writer.add_string("controlvector.model_hint", hint)
+            writer.add_uint32("controlvector.layer_count", len(self))
+            writer.add_string("steerlab.provenance", json.dumps(p.to_dict()))  # llama.cpp ignores unknown keys
+            for site, v in self.directions.items():
+                writer.add_tensor(f"direction.{site.layer}", v.numpy())
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+        except OSError as exc:
+            raise SteerlabError(f"cannot write {out}: {exc.strerror or exc}; give a path you can write to") from None
         logger.info("exported %d directions to %s", len(self), out)
         return out
 

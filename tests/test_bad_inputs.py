@@ -323,6 +323,8 @@ def test_load_a_folder_and_save_under_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SteerlabError, match="cannot save the steering vector to .*afile"):
         vector().save(tmp_path / "afile" / "v")
+    with pytest.raises(SteerlabError, match="cannot write .*afile/v.gguf"):
+        vector().export_gguf(tmp_path / "afile" / "v.gguf")
 
 
 def test_saved_files_share_one_mode(tmp_path):
@@ -752,3 +754,15 @@ def test_saas_summary_names_only_the_agents_used(tmp_path, tiny_folder):
 def test_cli_in_a_real_process_prints_no_traceback(args, words):
     done = subprocess.run([sys.executable, "-m", "steerlab", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr and words in done.stderr, done.stderr
+
+
+def test_cli_sae_train_on_one_token_warns_instead_of_dividing_by_zero(tmp_path, tiny_folder, monkeypatch, caplog):
+    """The issue's cases: --tokens 1 raised ZeroDivisionError; -0.94 explained variance came without a warning;
+    the progress bar stayed at 0."""
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="steerlab.sae.train"):
+        result = cli("sae", "train", "--model", tiny_folder, "--layer", 1, "--tokens", 1, "--d-sae", 64, "--k", 4,
+                     "--eval-tokens", 64)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "too few training tokens (1 distinct" in caplog.text
+    assert "training SAE: 100%" in result.output and "4/4" in result.output
