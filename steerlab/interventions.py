@@ -30,7 +30,7 @@ from steerlab.errors import SteerlabError, check_finite
 from steerlab.sites import ALL, Edit, Positions, Site
 
 MAX_EDIT_NORM = 1e6
-"""Largest norm an addition may have. Residual streams are of order 1e1-1e4 (SmolLM2-135M: ~150, attention
+"""Largest norm an addition may have. Residual token norms are of order 1e1-1e5 (SmolLM2-135M: ~150, its attention
 sinks ~25,000); anything near this bound already destroys the model's output."""
 
 
@@ -64,8 +64,8 @@ def _check_alpha(alpha: float, v: Tensor, site: Site) -> float:
     if size > MAX_EDIT_NORM:
         raise SteerlabError(
             f"strength alpha = {alpha:g} at {site} adds a vector of norm {size:.3g} (|v| = {float(v.norm()):.3g}), "
-            f"beyond any residual stream (at most ~1e4; limit {MAX_EDIT_NORM:g}), so the model's outputs would be "
-            f"inf/NaN; {fix}"
+            f"beyond any residual stream (token norms up to ~1e5; limit {MAX_EDIT_NORM:g}), so the model's outputs "
+            f"would be inf/NaN; {fix}"
         )
     return alpha
 

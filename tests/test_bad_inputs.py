@@ -736,12 +736,12 @@ def test_cli_saas_works_offline_out_of_the_box(tmp_path, tiny_folder):
 
 @owner("h12nb (pipelines/saas_vector.py)", "the summary names 'local:...' as the agent though no agent was called")
 def test_saas_summary_names_only_the_agents_used(tmp_path, tiny_folder):
-    from steerlab.pipelines.saas_vector import build_saas_vector
-
     data = write_jsonl(tmp_path / "p.jsonl", persona_records(12))
     subs = agents.save_subbehaviours(agents.from_statement("liking"), tmp_path / "s.yaml")
-    summary = build_saas_vector(data, "liking", "embedding", tmp_path / "out", subbehaviours=subs, layer=1,
-                                model=str(tiny_folder), progress=False)  # fmt: skip
+    result = cli("saas", "--data", data, "--behavior", "liking", "--agent", "embedding", "--out", tmp_path / "out",
+                 "--subbehaviours", subs, "--model", tiny_folder, "--layer", 1, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert not str(summary.get("agent")).startswith("local:")
 
 

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 
@@ -46,15 +47,13 @@ def clean_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def output_folder(path, option: str = "--out"):
+def output_folder(path: str | Path, option: str = "--out") -> Path:
     """``path`` created and checked writable (see `steerlab.errors.check_output_folder`), before any model work."""
     return check_output_folder(path, what=f"{option} folder")
 
 
-def existing_file(path, option: str):
-    """Raise unless ``path`` is an existing file (named with its option), before any model work."""
-    from pathlib import Path
-
+def existing_file(path: str | Path, option: str) -> Path:
+    """``path`` if it is an existing file, else a `SteerlabError` naming it and its option; before any model work."""
     path = Path(path)
     if not path.is_file():
         state = "is a folder" if path.is_dir() else "does not exist"
