@@ -37,7 +37,7 @@ _EXPORTS = {
 }
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
-    "agents", "pipelines", "robustness", "sae", "sites", "tasks",
+    "agents", "pipelines", "robustness", "sae", "sites", "tasks", "scale",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
         prompts,
         robustness,
         sae,
+        scale,
         sites,
         stats,
         sweeps,

@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_positive_int
 from steerlab.prompts import READ_POSITIONS, ReadPosition, answer_stem, pair_prompts
 from steerlab.sites import Batch, Site
 
@@ -73,7 +73,8 @@ def _read(acts: Tensor, mask: Tensor, read: str) -> Tensor:
     return acts[torch.arange(acts.shape[0], device=acts.device), last]
 
 
-def _check_inputs(items: Sequence, sites: Sequence, read: str, what: str) -> None:
+def _check_inputs(items: Sequence, sites: Sequence, read: str, what: str, batch_size: int) -> None:
+    check_positive_int(batch_size, "batch_size")
     if len(items) == 0:
         raise SteerlabError(f"no {what} were given; pass at least one")
     if not sites:
@@ -94,7 +95,7 @@ def iter_pair_batches(
     progress: bool = True,
 ):
     """Yield ``(pos, neg)`` dicts of ``[batch, d_model]`` activations, one batch of pairs at a time."""
-    _check_inputs(pairs, sites, read, "contrast pairs")
+    _check_inputs(pairs, sites, read, "contrast pairs", batch_size)
     sites = [backend.site(s) for s in sites]
     for start in tqdm(range(0, len(pairs), batch_size), desc="activations", disable=not progress):
         chunk = pairs[start : start + batch_size]
@@ -149,7 +150,7 @@ def collect_prompts(
     over real tokens (``prompt_mean``)."""
     if read not in ("prompt_last", "prompt_mean"):
         raise SteerlabError(f"collect_prompts reads 'prompt_last' or 'prompt_mean', not {read!r}")
-    _check_inputs(prompts, sites, "prompt_last", "prompts")
+    _check_inputs(prompts, sites, "prompt_last", "prompts", batch_size)
     sites = [backend.site(s) for s in sites]
     out: dict[Site, list[Tensor]] = {s: [] for s in sites}
     for start in tqdm(range(0, len(prompts), batch_size), desc="activations", disable=not progress):

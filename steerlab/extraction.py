@@ -27,9 +27,10 @@ import torch
 from torch import Tensor
 
 from steerlab.activations import PairActivations, collect_pairs, collect_prompts, iter_pair_batches
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_positive_int
 from steerlab.methods import linear
 from steerlab.methods.pas import PASActivations, ReadSite, Variant, contrast_sets, read_site
+from steerlab.provenance import model_fingerprint
 from steerlab.sites import Site
 from steerlab.vectors import Provenance, SteeringVector, dataset_hash
 
@@ -43,11 +44,12 @@ ALIASES = {"mean_diff": "caa", "pca-center": "pca_center", "pca-diff": "pca_diff
 
 
 def provenance(backend: Backend, method: str, pairs: Sequence, *, dataset: str | None, read: str | None, **extra):
-    """Provenance for a vector extracted on ``backend`` from ``pairs``."""
+    """Provenance for a vector extracted on ``backend`` from ``pairs`` (with the model's fingerprints)."""
     return Provenance(
         model=backend.name, d_model=backend.d_model, n_layers=backend.n_layers, model_type=backend.model_type,
         backend=backend.kind, weight_processing=backend.weight_processing, method=method, dataset=dataset,
         dataset_hash=dataset_hash(pairs), read_position=read, n_pairs=len(pairs), extra=extra,
+        **model_fingerprint(backend),
     )  # fmt: skip
 
 
@@ -84,6 +86,7 @@ def extract(
     method = ALIASES.get(method, method)
     if method not in METHODS:
         raise SteerlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    check_positive_int(batch_size, "batch_size")
     if isinstance(sites, (Site, str, int)):
         sites = [sites]
     sites = [backend.site(s) for s in sites]

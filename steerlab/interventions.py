@@ -9,6 +9,12 @@ device and dtype the first time the edit meets them, and that copy is reused on 
 (every decode step), so steering costs no host-to-device copy per step. A vector spanning several
 layers gives one edit per site.
 
+Strengths are checked when the edit is built: NaN, inf, and additions whose norm ``|alpha| |v|`` exceeds
+`MAX_EDIT_NORM` (no residual stream is that large; such edits only turn activations into inf/NaN) raise
+a `SteerlabError`. Edits built by `steer` from a `SteeringVector` carry the vector's check against the
+model they run on (`SteeringVector.check_compatible`): the backend calls it before running them, so a
+vector made on another model warns, or with ``strict=True`` refuses.
+
 Example:
     >>> edits = steer(vec, alpha=4.0, positions=LAST_PROMPT)             # doctest: +SKIP
     >>> lm.generate(prompt, edits=edits)                                 # doctest: +SKIP
@@ -22,8 +28,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_finite
 from steerlab.sites import ALL, Edit, Positions, Site
+
+MAX_EDIT_NORM = 1e6
+"""Largest norm an addition may have. Residual token norms are of order 1e1-1e5 (SmolLM2-135M: ~150, its attention
+sinks ~25,000); anything near this bound already destroys the model's output."""
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -62,9 +72,23 @@ def _dim_guard(h: Tensor, v: Tensor, site: Site) -> None:
         )
 
 
+def _check_alpha(alpha: float, v: Tensor, site: Site) -> float:
+    fix = "use a strength relative to the stream's norm: steerlab.scale.strength_from_fraction(0.25, typical, v)"
+    alpha = check_finite(alpha, f"strength alpha at {site}", fix=fix)
+    size = abs(alpha) * float(v.norm())
+    if size > MAX_EDIT_NORM:
+        raise SteerlabError(
+            f"strength alpha = {alpha:g} at {site} adds a vector of norm {size:.3g} (|v| = {float(v.norm()):.3g}), "
+            f"beyond any residual stream (token norms up to ~1e5; limit {MAX_EDIT_NORM:g}), so the model's outputs "
+            f"would be inf/NaN; {fix}"
+        )
+    return alpha
+
+
 def add(site: Site, v: Float[Tensor, " d_model"], alpha: float = 1.0, positions: Positions = ALL) -> Edit:
     """``h + alpha * v`` at the chosen positions."""
     v = _check(v)
+    alpha = _check_alpha(alpha, v, site)
     step = _cast_once(alpha * v)
 
     def fn(h: Tensor) -> Tensor:
@@ -90,6 +114,7 @@ def ablate(site: Site, v: Float[Tensor, " d_model"], positions: Positions = ALL)
 def clamp(site: Site, v: Float[Tensor, " d_model"], value: float, positions: Positions = ALL) -> Edit:
     """Sets the projection on ``u = v / |v|`` to ``value``: ``h + (value - h . u) u``."""
     u = _unit(_check(v))
+    value = check_finite(value, f"clamp value at {site}", limit=MAX_EDIT_NORM)
     unit = _cast_once(u)
 
     def fn(h: Tensor) -> Tensor:
@@ -108,6 +133,7 @@ def steer(
     positions: Positions = ALL,
     sites: Iterable[Site | str] | None = None,
     value: float = 0.0,
+    strict: bool = False,
 ) -> list[Edit]:
     """Edits for every site of a `SteeringVector` (or a ``{Site: Tensor}`` dict).
 
@@ -117,6 +143,9 @@ def steer(
         mode: ``"add"``, ``"ablate"`` or ``"clamp"`` (the projection is set to ``value``).
         positions: which tokens are edited (all, prompt, generated, last prompt token, from an index).
         sites: a subset of the vector's sites (default: all of them).
+        value: the projection ``mode="clamp"`` sets.
+        strict: for a `SteeringVector`: refuse (instead of warn) when the model the edits run on is not the
+            one the vector was made on (`SteeringVector.check_compatible`).
     """
     directions = getattr(vector, "directions", vector)
     chosen = list(directions) if sites is None else [Site.parse(s) for s in sites]
@@ -130,4 +159,21 @@ def steer(
     }
     if mode not in makers:
         raise SteerlabError(f"unknown mode {mode!r}; valid: {', '.join(makers)}")
-    return [makers[mode](s) for s in chosen]
+    edits = [makers[mode](s) for s in chosen]
+    if hasattr(vector, "check_compatible"):  # a SteeringVector: the backend checks it fits before running
+        check = _once_per_backend(vector, strict)
+        for edit in edits:
+            edit.fn.check_backend = check
+    return edits
+
+
+def _once_per_backend(vector, strict: bool):
+    """``check(backend)``: the vector's `check_compatible` against ``backend``, run once per backend."""
+    seen: set[int] = set()
+
+    def check(backend) -> None:
+        if id(backend) not in seen:
+            vector.check_compatible(backend, strict=strict)
+            seen.add(id(backend))
+
+    return check

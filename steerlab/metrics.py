@@ -276,7 +276,7 @@ def text_nll(
         raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
     sums, counts = [], []
     for start in tqdm(range(0, len(texts), batch_size), desc="token nll", disable=not progress):
-        batch = backend.tokenize(texts[start : start + batch_size])
+        batch = backend.tokenize(texts[start : start + batch_size], truncate="first" if max_tokens else False)
         if max_tokens is not None:
             batch = _truncate(batch, max_tokens, backend.tokenizer.pad_token_id)
         nll, mask = backend.token_losses(batch, edits=edits)

@@ -137,15 +137,15 @@ def _byte_level_tokenizer(style: str):
 
 
 def tiny_config(arch: str, *, vocab_size: int, n_layers: int = 2, d_model: int = 32, sliding_window: int = 8,
-                eos_token_id: int = 0, pad_token_id: int = 0) -> Any:  # fmt: skip
-    """The Hugging Face config of a tiny ``arch`` model (see `TINY_ARCHITECTURES`)."""
+                eos_token_id: int = 0, pad_token_id: int = 0, n_ctx: int = 256) -> Any:  # fmt: skip
+    """The Hugging Face config of a tiny ``arch`` model (see `TINY_ARCHITECTURES`) with an ``n_ctx``-token context."""
     import transformers as tf
 
     ids = {"eos_token_id": eos_token_id, "pad_token_id": pad_token_id, "bos_token_id": None}
     llama_like = {
         "vocab_size": vocab_size, "hidden_size": d_model, "intermediate_size": 2 * d_model,
         "num_hidden_layers": n_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "max_position_embeddings": 256, "tie_word_embeddings": True, **ids,
+        "max_position_embeddings": n_ctx, "tie_word_embeddings": True, **ids,
     }  # fmt: skip
     head_dim = d_model // 4
     windowed = ["sliding_attention", "full_attention"] * n_layers
@@ -164,11 +164,11 @@ def tiny_config(arch: str, *, vocab_size: int, n_layers: int = 2, d_model: int =
         ),
         "phi3": lambda: tf.Phi3Config(**llama_like),
         "gpt2": lambda: tf.GPT2Config(
-            vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **ids
+            vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=n_ctx, **ids
         ),
         "gpt_neox": lambda: tf.GPTNeoXConfig(
             vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, max_position_embeddings=256, tie_word_embeddings=False, **ids,
+            num_attention_heads=4, max_position_embeddings=n_ctx, tie_word_embeddings=False, **ids,
         ),
     }  # fmt: skip
     if arch not in makers:
@@ -178,10 +178,10 @@ def tiny_config(arch: str, *, vocab_size: int, n_layers: int = 2, d_model: int =
 
 def make_tiny_model(
     folder: str | Path, *, arch: str = "llama", n_layers: int = 2, d_model: int = 32, seed: int = 0,
-    sliding_window: int = 8, tokenizer: str = "char",
+    sliding_window: int = 8, tokenizer: str = "char", n_ctx: int = 256,
 ) -> Path:  # fmt: skip
     """Write a random tiny model of architecture ``arch`` with a ``tokenizer``-style tokenizer (see
-    `TOKENIZER_STYLES`) to ``folder``; returns the folder."""
+    `TOKENIZER_STYLES`) and an ``n_ctx``-token context to ``folder``; returns the folder."""
     from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
@@ -189,7 +189,7 @@ def make_tiny_model(
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     cfg = tiny_config(
         arch, vocab_size=len(tok), n_layers=n_layers, d_model=d_model, sliding_window=sliding_window,
-        eos_token_id=tok.eos_token_id, pad_token_id=pad,
+        eos_token_id=tok.eos_token_id, pad_token_id=pad, n_ctx=n_ctx,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")

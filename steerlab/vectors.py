@@ -1,111 +1,47 @@
 """Steering vectors: one direction per `Site`, with the provenance needed to reuse them safely.
 
-A `SteeringVector` stores 1-D float32 CPU directions keyed by `Site` and a `Provenance` (model,
-backend, weight processing, method, dataset hash, library version). Vectors combine like repeng's
-(``2 * honesty - sycophancy``), save to safetensors + JSON (never pickle), and export to
-llama.cpp's control-vector GGUF.
+A `SteeringVector` stores 1-D float32 CPU directions keyed by `Site` and a `Provenance` (model and its
+config/tokenizer fingerprints, backend, weight processing, method, dataset hash, operation, scale,
+library version; see `steerlab.provenance`). Vectors combine like repeng's (``2 * honesty - sycophancy``),
+save to safetensors + JSON (never pickle; layout in docs/vector-format.md), and export to llama.cpp's
+control-vector GGUF. Loading or applying a vector on a model other than the one it was made on warns
+(``strict=True``: refuses).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.metadata
 import json
 import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import ERRORS_DOC, SteerlabError
+from steerlab.provenance import (
+    Provenance,
+    _library_version,
+    _now,
+    dataset_hash,
+    hf_site,
+    model_mismatch,
+)
 from steerlab.sites import Site
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["FORMAT_VERSION", "Provenance", "SteeringVector", "dataset_hash"]
+
 FORMAT_VERSION = 1
-"""Version of the safetensors + JSON layout written by `SteeringVector.save`."""
-
-
-def _library_version() -> str:
-    try:
-        return importlib.metadata.version("steerlab")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def _now() -> str:  # ISO 8601, UTC
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Provenance:
-    """Where a vector came from: enough to refuse to apply it to the wrong model.
-
-    Example:
-        >>> Provenance(model="SmolLM2-135M", d_model=576, method="caa", n_layers=30).method
-        'caa'
-    """
-
-    model: str  # model name as the backend reports it (`backend.name`)
-    d_model: int  # residual-stream width; every direction has this length
-    method: str  # e.g. "caa"; combinations read like "(2*caa - pca-diff)"
-    n_layers: int | None = None  # model depth; lets negative site layers be resolved
-    model_type: str | None = None  # HF config.model_type, e.g. "llama"; default GGUF model_hint
-    backend: str | None = None  # "tl" or "nnsight"
-    weight_processing: str = "none"  # how weights differed from the checkpoint when activations were read
-    dataset: str | None = None  # dataset name
-    dataset_hash: str | None = None  # `dataset_hash(records)` of the records used
-    read_position: str | None = None  # where activations were read, e.g. "last_prompt"
-    n_pairs: int | None = None  # number of contrast pairs
-    steerlab_version: str = field(default_factory=_library_version)
-    created: str = field(default_factory=_now)  # ISO 8601, UTC
-    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable method details
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        """Inverse of `to_dict`; unknown keys are ignored with a warning, missing optional ones filled."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            logger.warning("ignoring unknown provenance keys %s (written by a newer steerlab?)", unknown)
-        missing = [k for k in ("model", "d_model", "method") if k not in data]
-        if missing:
-            raise SteerlabError(f"provenance is missing {missing}; model, d_model and method are required")
-        known = {"steerlab_version": "0+unknown", "created": "unknown"}  # not "now": that would be false
-        known.update({k: v for k, v in data.items() if k in names})
-        return cls(**known)
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "__dict__"):  # duck-typed records, e.g. SimpleNamespace(prompt=..., positive=...)
-        return vars(obj)
-    raise SteerlabError(f"dataset_hash cannot hash a {type(obj).__name__}; pass dataclasses, dicts, lists or strings")
-
-
-def dataset_hash(records: Iterable[Any] | str) -> str:
-    """First 16 hex chars of the sha256 of a canonical JSON of ``records`` (order matters).
-
-    Example:
-        >>> dataset_hash(["a", "b"]) == dataset_hash(("a", "b"))
-        True
-    """
-    items = [records] if isinstance(records, str) else list(records)
-    text = json.dumps(items, default=_jsonable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+"""Version of the safetensors + JSON layout written by `SteeringVector.save` (docs/vector-format.md).
+Fields added since are optional, so files stay readable in both directions."""
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -113,6 +49,45 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def _read_meta(json_path: Path) -> dict[str, Any]:
+    """The JSON of a saved vector, with errors that name the file."""
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SteerlabError(f"{json_path} is not a text file; it should be the JSON written by save()") from None
+    except json.JSONDecodeError as exc:
+        raise SteerlabError(
+            f"{json_path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): truncated or "
+            "edited by hand? Restore it, or save the vector again"
+        ) from None
+    if not isinstance(meta, dict) or "provenance" not in meta:
+        raise SteerlabError(
+            f"{json_path} is not a steering-vector file: expected a JSON object with 'sites' and 'provenance', got "
+            f"{type(meta).__name__}{' without provenance' if isinstance(meta, dict) else ''}"
+        )
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SteerlabError(f"{json_path}: format_version must be an int, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise SteerlabError(f"{json_path} has format version {version}; upgrade steerlab to read it")
+    return meta
+
+
+def _read_tensors(st_path: Path) -> dict[str, Tensor]:
+    """The tensors of a saved vector, with errors that name the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if st_path.stat().st_size == 0:
+        raise SteerlabError(f"{st_path} is empty (0 bytes): the save was interrupted; save the vector again")
+    try:
+        return load_file(str(st_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise SteerlabError(
+            f"{st_path} is not a readable safetensors file ({exc}): truncated or corrupted? Save the vector again"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,8 +172,12 @@ class SteeringVector:
         return {s: v.to(device=device, dtype=dtype, copy=True) for s, v in self.directions.items()}
 
     # ------------------------------------------------------------------ arithmetic
-    def _map(self, fn: Callable[[Tensor], Tensor], method: str) -> SteeringVector:
-        prov = dataclasses.replace(self.provenance, method=method, created=_now(), steerlab_version=_library_version())
+    def _map(self, fn: Callable[[Tensor], Tensor], method: str, factor: float | None = None) -> SteeringVector:
+        """``fn`` on every direction; a recorded ``fraction`` is scaled by ``factor`` (dropped when None)."""
+        fraction = self.provenance.fraction
+        fraction = None if fraction is None or factor is None else fraction * factor
+        prov = dataclasses.replace(self.provenance, method=method, created=_now(), steerlab_version=_library_version(),
+                                   fraction=fraction)  # fmt: skip
         return SteeringVector({s: fn(v) for s, v in self.directions.items()}, prov)
 
     def normalized(self) -> SteeringVector:
@@ -213,13 +192,18 @@ class SteeringVector:
 
         Raw mean differences of small models are tiny next to the residual stream (SmolLM2-135M: norm
         ~0.1-10 against ~50-700), so strengths are easier to compare across layers and methods once
-        vectors are expressed as a fraction of the stream's norm (`PairActivations.mean_norm`).
+        vectors are expressed as a fraction of the stream's norm (`steerlab.scale.typical_norm`, or
+        `PairActivations.mean_norm`). The provenance records ``norms`` (as ``typical_norm``) and ``fraction``,
+        so the saved vector says that strength ``alpha`` adds ``alpha * fraction * norms[site]``.
         """
         missing = [str(s) for s in self.directions if s not in norms]
         if missing:
             raise SteerlabError(f"rescaled: no norm given for {missing}; pass one per site of the vector")
         unit = self.normalized()
-        prov = dataclasses.replace(unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})")
+        prov = dataclasses.replace(
+            unit.provenance, method=f"{fraction:g}*norm({self.provenance.method})", fraction=fraction,
+            typical_norm={str(s): float(norms[s]) for s in self.directions},
+        )  # fmt: skip
         return SteeringVector({s: v * fraction * float(norms[s]) for s, v in unit.directions.items()}, prov)
 
     def scaled(self, x: float) -> SteeringVector:
@@ -230,7 +214,7 @@ class SteeringVector:
             return NotImplemented
         if not math.isfinite(x):
             raise SteerlabError(f"cannot scale a steering vector by {x}; use a finite number")
-        return self._map(lambda v: v * x, f"{x:g}*{self.provenance.method}")
+        return self._map(lambda v: v * x, f"{x:g}*{self.provenance.method}", x)
 
     __rmul__ = __mul__
 
@@ -239,10 +223,10 @@ class SteeringVector:
             return NotImplemented
         if x == 0 or not math.isfinite(x):
             raise SteerlabError(f"cannot divide a steering vector by {x}; use a finite non-zero number")
-        return self._map(lambda v: v / x, f"{self.provenance.method}/{x:g}")
+        return self._map(lambda v: v / x, f"{self.provenance.method}/{x:g}", 1 / x)
 
     def __neg__(self) -> SteeringVector:
-        return self._map(lambda v: -v, f"-{self.provenance.method}")
+        return self._map(lambda v: -v, f"-{self.provenance.method}", -1.0)
 
     def _combine(self, other: Any, op: Callable[[Tensor, Tensor], Tensor], sym: str) -> SteeringVector:
         if not isinstance(other, SteeringVector):
@@ -269,7 +253,9 @@ class SteeringVector:
             model_type=a.model_type or b.model_type, backend=same("backend"), weight_processing=wp,
             dataset=same("dataset"), dataset_hash=same("dataset_hash"), read_position=same("read_position"),
             n_pairs=same("n_pairs"), steerlab_version=_library_version(), created=_now(),
-            extra={"parts": [a.to_dict(), b.to_dict()]},
+            extra={"parts": [a.to_dict(), b.to_dict()]}, operation=same("operation") or "add", fraction=None,
+            typical_norm={**(b.typical_norm or {}), **(a.typical_norm or {})} or None, orientation={},
+            config_hash=same("config_hash"), tokenizer_hash=same("tokenizer_hash"),
         )
         return SteeringVector(dirs, prov)
 
@@ -283,64 +269,120 @@ class SteeringVector:
         return self._combine(other, torch.sub, "-")
 
     # ------------------------------------------------------------------ checks and files
-    def check_compatible(self, backend: Any, *, check_model: bool = True) -> None:
-        """Raise unless this vector fits ``backend`` (same model and d_model; its layers exist)."""
+    def check_compatible(self, backend: Any, *, strict: bool = False, check_model: bool = True) -> None:
+        """Check that this vector fits ``backend``: same d_model and its layers exist (else raise), and the
+        same model (name, config and tokenizer fingerprints; see `steerlab.provenance.model_mismatch`).
+
+        Another model of the same width is allowed with a logged warning, or refused with ``strict=True``;
+        ``check_model=False`` skips that comparison.
+        """
         p, name, d, n = self.provenance, backend.name, backend.d_model, backend.n_layers
-        if check_model and (name != p.model or d != p.d_model):
-            raise SteerlabError(
-                f"vector saved for model {p.model} (d_model {p.d_model}) cannot be loaded onto {name} "
-                f"(d_model {d}); extract a new vector for {name}, or pass check_model=False to load it anyway "
-                "(only d_model must match)"
-            )
         if d != p.d_model:
             raise SteerlabError(
-                f"vector from {p.model} has d_model {p.d_model} but {name} has d_model {d}; "
+                f"vector saved for model {p.model} (d_model {p.d_model}) cannot be used on {name} (d_model {d}); "
                 f"extract a new vector for {name}"
             )
-        if name != p.model:
-            logger.warning("using a vector extracted on %s with %s (check_model=False)", p.model, name)
         outside = [str(s) for s in self.sites if not -n <= s.layer < n]
         if outside:
             raise SteerlabError(f"sites {outside} do not fit {name} ({n} layers: 0..{n - 1}); drop them with .select()")
+        differ = model_mismatch(p, backend) if check_model else []
+        if differ:
+            what = (
+                f"vector made on {p.model} used on another model of the same width ({'; '.join(differ)}): its "
+                "direction may mean nothing there"
+            )
+            if strict:
+                raise SteerlabError(
+                    f"{what}; extract a vector on {name}, or pass strict=False to use it anyway (see {ERRORS_DOC})"
+                )
+            logger.warning("%s; extract one on %s, or pass strict=True to refuse (see %s)", what, name, ERRORS_DOC)
         wp = getattr(backend, "weight_processing", "none")
         if wp != p.weight_processing:
             logger.warning("vector was read with weight processing %r, backend uses %r", p.weight_processing, wp)
 
+    def describe(self) -> dict[str, Any]:
+        """How to apply this vector outside steerlab (the ``usage`` entry of the saved JSON; derived, never read).
+
+        ``operation`` and the strength convention, each site in Hugging Face terms with its direction's norm,
+        the basis of the activations, and the scale it was meant for (`steerlab.provenance`).
+        """
+        p = self.provenance
+        basis = ("raw Hugging Face activations (TransformerLens weight processing off)"
+                 if p.weight_processing == "none" else f"activations with weight processing {p.weight_processing!r}")
+        usage: dict[str, Any] = {
+            "operation": p.operation,
+            "formula": {"add": "h + alpha * v", "ablate": "h - (h . u) u with u = v / |v|",
+                        "clamp": "h + (value - h . u) u with u = v / |v|"}[p.operation],
+            "basis": basis,
+            "sites": {str(s): {"hf": hf_site(s, p.n_layers), "norm": float(v.norm())}
+                      for s, v in self.directions.items()},
+        }  # fmt: skip
+        if p.typical_norm:
+            usage["typical_norm"] = p.typical_norm
+        if p.fraction is not None:
+            usage["fraction"] = p.fraction
+            usage["strength_note"] = ("strength alpha adds alpha * fraction * typical_norm[site] of norm; to add "
+                                      "f * typical_norm[site], use alpha = f / fraction")
+        return usage
+
     def save(self, path: str | Path) -> Path:
-        """Write ``<path>.safetensors`` (tensors named like ``resid_post.12``) and ``<path>.json``; returns the stem."""
+        """Write ``<path>.safetensors`` (tensors named like ``resid_post.12``) and ``<path>.json``; returns the stem.
+
+        Both files get the same permissions (the process umask's default for new files).
+        """
+        from safetensors.torch import save as to_bytes
+
         st_path, json_path = _paths(path)
         meta = {"format": "steerlab.SteeringVector", "format_version": FORMAT_VERSION,
-                "sites": [str(s) for s in self.sites], "provenance": self.provenance.to_dict()}
+                "sites": [str(s) for s in self.sites], "provenance": self.provenance.to_dict(),
+                "usage": self.describe()}  # fmt: skip
         try:
             text = json.dumps(meta, indent=2) + "\n"
         except TypeError as err:
             raise SteerlabError(f"cannot save: provenance.extra must be JSON-serialisable ({err})") from None
-        st_path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({str(s): v for s, v in self.directions.items()}, str(st_path), metadata={"format": "pt"})
-        json_path.write_text(text)
+        data = to_bytes({str(s): v for s, v in self.directions.items()}, metadata={"format": "pt"})
+        try:
+            st_path.parent.mkdir(parents=True, exist_ok=True)
+            st_path.write_bytes(data)
+            json_path.write_text(text)
+        except OSError as exc:
+            raise SteerlabError(
+                f"cannot save the steering vector to {st_path} / {json_path.name}: {exc.strerror or exc}; "
+                "give a path in a folder you can write to"
+            ) from None
         logger.info("saved steering vector to %s and %s", st_path, json_path)
         return st_path.with_suffix("")
 
     @classmethod
-    def load(cls, path: str | Path, backend: Any = None, *, check_model: bool = True) -> SteeringVector:
-        """Read a vector written by `save`; with ``backend``, check that it fits (see `check_compatible`)."""
+    def load(
+        cls, path: str | Path, backend: Any = None, *, strict: bool = False, check_model: bool = True
+    ) -> SteeringVector:
+        """Read a vector written by `save`; with ``backend``, check that it fits (see `check_compatible`).
+
+        Files written by earlier steerlab versions (without the later provenance fields) load too.
+        """
         st_path, json_path = _paths(path)
         for p in (json_path, st_path):
-            if not p.exists():
+            if not p.is_file():
+                state = "is a folder" if p.is_dir() else "does not exist"
                 raise SteerlabError(
-                    f"cannot load steering vector: {p} does not exist; save() writes {st_path.name} and "
+                    f"cannot load steering vector: {p} {state}; save() writes {st_path.name} and "
                     f"{json_path.name} side by side, keep both"
                 )
-        meta = json.loads(json_path.read_text())
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise SteerlabError(f"{json_path} has format version {meta['format_version']}; upgrade steerlab to read it")
-        tensors = load_file(str(st_path))
+        meta = _read_meta(json_path)
+        tensors = _read_tensors(st_path)
         sites = meta.get("sites", list(tensors))
+        if not isinstance(sites, list) or not all(isinstance(k, str) for k in sites):
+            raise SteerlabError(f"{json_path}: 'sites' must be a list of names like 'resid_post.12', got {sites!r:.80}")
         if set(sites) != set(tensors):
             raise SteerlabError(f"{json_path} lists sites {sites} but {st_path} holds {sorted(tensors)}; mismatch")
-        vec = cls({Site.parse(k): tensors[k] for k in sites}, Provenance.from_dict(meta["provenance"]))
+        provenance = Provenance.from_dict(meta["provenance"], where=str(json_path))
+        try:
+            vec = cls({Site.parse(k): tensors[k] for k in sites}, provenance)
+        except SteerlabError as exc:
+            raise SteerlabError(f"{st_path}: {exc}") from None
         if backend is not None:
-            vec.check_compatible(backend, check_model=check_model)
+            vec.check_compatible(backend, strict=strict, check_model=check_model)
         return vec
 
     def export_gguf(self, path: str | Path, model_hint: str | None = None) -> Path:
@@ -379,17 +421,20 @@ class SteeringVector:
             hint = p.model
         out = Path(path)
         out = out if out.suffix == ".gguf" else out.with_name(out.name + ".gguf")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = gguf.GGUFWriter(str(out), "controlvector")
-        writer.add_string("controlvector.model_hint", hint)
-        writer.add_uint32("controlvector.layer_count", len(self))
-        writer.add_string("steerlab.provenance", json.dumps(p.to_dict()))  # llama.cpp ignores unknown keys
-        for site, v in self.directions.items():
-            writer.add_tensor(f"direction.{site.layer}", v.numpy())
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            writer = gguf.GGUFWriter(str(out), "controlvector")
+            writer.add_string("controlvector.model_hint", hint)
+            writer.add_uint32("controlvector.layer_count", len(self))
+            writer.add_string("steerlab.provenance", json.dumps(p.to_dict()))  # llama.cpp ignores unknown keys
+            for site, v in self.directions.items():
+                writer.add_tensor(f"direction.{site.layer}", v.numpy())
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+        except OSError as exc:
+            raise SteerlabError(f"cannot write {out}: {exc.strerror or exc}; give a path you can write to") from None
         logger.info("exported %d directions to %s", len(self), out)
         return out
 
@@ -401,8 +446,16 @@ class SteeringVector:
         """
         import gguf
 
-        reader = gguf.GGUFReader(str(path))
-        kv = {key: f.contents() for key, f in reader.fields.items()}
+        if not Path(path).is_file():
+            raise SteerlabError(f"cannot read control vector: {path} is not a file")
+        try:
+            reader = gguf.GGUFReader(str(path))
+            kv = {key: f.contents() for key, f in reader.fields.items()}
+        except (ValueError, OSError, IndexError, KeyError) as exc:
+            raise SteerlabError(
+                f"{path} is not a readable GGUF file ({exc}); give a control vector written by export_gguf or "
+                "llama.cpp's cvector-generator"
+            ) from None
         if kv.get("general.architecture") != "controlvector":
             raise SteerlabError(f"{path} is not a control vector (architecture {kv.get('general.architecture')!r})")
         dirs: dict[Site, Tensor] = {}
@@ -412,7 +465,8 @@ class SteeringVector:
                 raise SteerlabError(f"{path} has tensor {t.name!r}; control vectors hold only 'direction.<layer>'")
             dirs[Site(int(n))] = torch.from_numpy(t.data.astype("float32", copy=True)).reshape(-1)
         if provenance is None and "steerlab.provenance" in kv:
-            provenance = Provenance.from_dict(json.loads(kv["steerlab.provenance"]))
+            where = f"{path} (steerlab.provenance)"
+            provenance = Provenance.from_dict(json.loads(kv["steerlab.provenance"]), where=where)
         elif provenance is None:
             hint, d_model = kv.get("controlvector.model_hint"), next(iter(dirs.values())).shape[0] if dirs else 0
             provenance = Provenance(model=hint or "unknown", d_model=d_model, model_type=hint, method="gguf-import")

@@ -110,7 +110,7 @@ def test_models_lists_both_embedded_models():
 
 
 def test_models_load_tiny(tiny_folder):
-    result = invoke("models", "--load", tiny_folder, "--max-new-tokens", 3, "--device", "cpu")
+    result = invoke("models", "--load", tiny_folder, "--max-new-tokens", 3, "--device", "cpu", "--backend", "tl")
     assert result.exit_code == 0, result.output
     assert "n_layers: 2" in result.output
     assert "d_model:  32" in result.output

@@ -19,7 +19,8 @@ Layers, bottom to top:
 | 4     | methods                          | directions from activations, tensors in and out. BiPO trains     |
 |       |                                  | through the model: it builds `Edit`s from `steerlab.sites` and   |
 |       |                                  | calls the backend it is given, so it imports no backend          |
-| 5     | vectors, extraction              | `SteeringVector`, and extraction: directions -> vectors with     |
+| 5     | vectors, provenance, extraction  | `SteeringVector` and its `Provenance`, and extraction:           |
+|       |                                  | directions -> vectors with                                       |
 |       |                                  | provenance (`pas_vector` is here, so methods stay below vectors) |
 | 6     | interventions                    | vectors -> `Edit`s                                               |
 | 7     | backends, models                 | run edits on a model; `models` loads a backend                   |
@@ -57,7 +58,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steerlab.prompts",),
     ("steerlab.activations", "steerlab.scale"),
     ("steerlab.methods",),
-    ("steerlab.vectors", "steerlab.extraction", "steerlab.controls"),
+    ("steerlab.vectors", "steerlab.provenance", "steerlab.extraction", "steerlab.controls"),
     ("steerlab.interventions",),
     ("steerlab.backends", "steerlab.models"),
     ("steerlab.metrics",),

@@ -82,8 +82,17 @@ def test_bad_input_raises(lm, tmp_path):
         read_pairs(data)
 
 
-def test_agents_without_usable_subbehaviours_say_where_their_answers_are(lm, tmp_path):
-    # the tiny random model answers gibberish, so Agent-1's answer never parses
+def test_agents_without_usable_subbehaviours_say_where_their_answers_are(tmp_path):
+    from steerlab.testing import make_tiny_model, tiny_backend
+
+    # a tiny random model with room for the agent prompts (character tokens) answers gibberish, so Agent-1's
+    # answer never parses
+    lm = tiny_backend("nnsight", make_tiny_model(tmp_path / "long", n_ctx=2048))
     with pytest.raises(SteerlabError, match=r"no usable sub-behaviours.*agent cache .*cache.*--subbehaviours FILE"):
         compute_saas_vector(lm, _pairs(), "liking", "local", layer=1, cache=tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache").rglob("*.json"))  # every answer was cached
+
+
+def test_a_local_agent_whose_context_cannot_hold_the_prompt_says_so(lm):
+    with pytest.raises(SteerlabError, match=r"prompt 0 has \d+ tokens, more than .* context of 256 tokens"):
+        compute_saas_vector(lm, _pairs(), "liking", "local", layer=1, progress=False)

@@ -176,14 +176,19 @@ def test_save_load_round_trip_exact(tmp_path, suffix):
     assert b.provenance == a.provenance
 
 
-def test_load_onto_other_model_raises_naming_both(tmp_path):
+def test_load_onto_other_model_warns_and_strict_refuses_naming_both(tmp_path, caplog):
     vec([1]).save(tmp_path / "v")
-    with pytest.raises(SteerlabError, match="tiny-llama.*cannot be loaded onto other.*check_model=False"):
-        SteeringVector.load(tmp_path / "v", backend=backend(name="other"))
+    with caplog.at_level(logging.WARNING, logger="steerlab.vectors"):
+        loaded = SteeringVector.load(tmp_path / "v", backend=backend(name="other"))
+    assert loaded.provenance.model == "tiny-llama" and "made on tiny-llama" in caplog.text and "'other'" in caplog.text
+    with pytest.raises(SteerlabError, match="made on tiny-llama.*'other'.*strict=False"):
+        SteeringVector.load(tmp_path / "v", backend=backend(name="other"), strict=True)
     with pytest.raises(SteerlabError, match=rf"tiny-llama \(d_model {D}\).*tiny-llama \(d_model 16\)"):
         SteeringVector.load(tmp_path / "v", backend=backend(d_model=16))
-    loaded = SteeringVector.load(tmp_path / "v", backend=backend(name="other"), check_model=False)
-    assert loaded.provenance.model == "tiny-llama"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="steerlab.vectors"):
+        SteeringVector.load(tmp_path / "v", backend=backend(name="other"), check_model=False, strict=True)
+    assert "made on" not in caplog.text
     with pytest.raises(SteerlabError, match="d_model"):
         SteeringVector.load(tmp_path / "v", backend=backend(name="other", d_model=16), check_model=False)
 
@@ -286,3 +291,47 @@ def test_rescaled_sets_each_site_norm_to_a_fraction_of_the_given_norm():
     assert "norm(" in out.provenance.method
     with pytest.raises(SteerlabError, match="no norm given"):
         vec.rescaled({Site(0): 1.0})
+
+
+# ---------------------------------------------------------------- vectors that travel
+def test_rescaled_records_the_scale_and_arithmetic_keeps_it_true():
+    v = vec([0, 1]).rescaled({Site(0): 10.0, Site(1): 4.0}, fraction=0.5)
+    assert v.provenance.fraction == 0.5 and v.provenance.typical_norm == {"resid_post.0": 10.0, "resid_post.1": 4.0}
+    fractions = [(2 * v).provenance.fraction, (-v).provenance.fraction, (v / 4).provenance.fraction]
+    assert fractions == [1.0, -0.5, 0.125]
+    assert v.normalized().provenance.fraction is None and (v + v).provenance.fraction is None
+    assert (v + v).provenance.typical_norm == v.provenance.typical_norm
+
+
+def test_describe_spells_sites_in_hugging_face_terms():
+    v = SteeringVector({Site(0, "resid_pre"): torch.ones(D), Site(2): torch.ones(D), Site(3): torch.ones(D),
+                        Site(1, "mlp_in"): torch.ones(D)}, prov(operation="ablate"))  # fmt: skip
+    usage = v.describe()
+    assert usage["operation"] == "ablate" and usage["formula"].startswith("h - (h . u) u")
+    hf = {k: x["hf"] for k, x in usage["sites"].items()}
+    assert hf["resid_pre.0"].startswith("hidden_states[0]") and hf["resid_post.2"].startswith("hidden_states[3]")
+    assert "final norm" in hf["resid_post.3"] and "final norm" not in hf["resid_post.2"]  # n_layers is 4
+    assert "post" not in hf["mlp_in.1"] and "MLP" in hf["mlp_in.1"]
+    assert usage["sites"]["resid_post.2"]["norm"] == pytest.approx(D**0.5)
+
+
+def test_fingerprints_ignore_dtype_and_names_but_not_shape():
+    from steerlab.provenance import config_hash
+
+    a = types.SimpleNamespace(hidden_size=8, num_hidden_layers=2, dtype="float32", _name_or_path="/a")
+    b = types.SimpleNamespace(hidden_size=8, num_hidden_layers=2, dtype="bfloat16", _name_or_path="/b")
+    c = types.SimpleNamespace(hidden_size=8, num_hidden_layers=3)
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+    assert config_hash(types.SimpleNamespace(text_config=c)) == config_hash(c)
+
+
+def test_same_name_and_fingerprints_is_the_same_model(tmp_path, caplog):
+    same = backend()
+    same._steerlab_fingerprint = {"config_hash": "v1:x", "tokenizer_hash": "v1:y"}
+    v = vec([1], config_hash="v1:x", tokenizer_hash="v1:y")
+    with caplog.at_level(logging.WARNING, logger="steerlab.vectors"):
+        v.check_compatible(same, strict=True)
+    assert caplog.text == ""
+    same._steerlab_fingerprint = {"config_hash": "v1:x", "tokenizer_hash": "v1:z"}
+    with pytest.raises(SteerlabError, match="tokenizer_hash v1:y vs v1:z"):
+        v.check_compatible(same, strict=True)

@@ -12,6 +12,7 @@ sentence-transformers):
 | `EmbeddingScorer()` | Agent-3 as MiniLM similarity: ``score(texts, descriptions) -> (n, K)`` in [0, 10] |
 | `AgentCache(folder)`, `CachedAgent(agent, cache)` | JSON cache per call, keyed by prompt hash |
 | `SubBehaviour`, `SubBehaviourSet`, `load_subbehaviours`, `save_subbehaviours` | sub-behaviours + YAML |
+| `from_statement`, `STATEMENT_SOURCE` | no decomposition agent: the behaviour as one sub-behaviour |
 | `decompose`, `rate_contributions`, `score_instances` | Agent-1, Agent-2, Agent-3 |
 | `ask`, `attempts_frame`, `instance_text`, `prompt_template` | one call with retries; the attempt log |
 | `parse_scores`, `parse_subbehaviours`, `ParseError`, `AgentError` | robust parsing; errors |
@@ -26,7 +27,8 @@ _EXPORTS = {
     "Agent": "base", "AgentCache": "base", "AgentError": "base", "CachedAgent": "base", "call_key": "base",
     "OpenAIAgent": "openai", "LocalAgent": "local", "EmbeddingScorer": "embedding", "minilm_folder": "embedding",
     "SubBehaviour": "subbehaviours", "SubBehaviourSet": "subbehaviours", "load_subbehaviours": "subbehaviours",
-    "save_subbehaviours": "subbehaviours", "MIN_CONTRIBUTION": "subbehaviours",
+    "save_subbehaviours": "subbehaviours", "MIN_CONTRIBUTION": "subbehaviours", "from_statement": "subbehaviours",
+    "STATEMENT_SOURCE": "subbehaviours",
     "decompose": "roles", "rate_contributions": "roles", "score_instances": "roles", "ask": "roles",
     "attempts_frame": "roles", "instance_text": "roles", "prompt_template": "roles",
     "parse_scores": "parsing", "parse_subbehaviours": "parsing", "ParseError": "parsing",
@@ -51,8 +53,10 @@ if TYPE_CHECKING:  # pragma: no cover
     )  # fmt: skip
     from steerlab.agents.subbehaviours import (  # noqa: F401
         MIN_CONTRIBUTION,
+        STATEMENT_SOURCE,
         SubBehaviour,
         SubBehaviourSet,
+        from_statement,
         load_subbehaviours,
         save_subbehaviours,
     )  # fmt: skip

@@ -121,6 +121,27 @@ class SubBehaviourSet:
                    meta=dict(data.get("meta") or {}))  # fmt: skip
 
 
+STATEMENT_SOURCE = "behaviour statement (no decomposition agent)"
+"""`SubBehaviourSet.source` of `from_statement`'s fallback, so outputs record that no agent decomposed it."""
+
+
+def from_statement(behaviour: str) -> SubBehaviourSet:
+    """The fallback when no agent decomposes the behaviour: its statement as the single sub-behaviour.
+
+    Agent-3 then scores each instance against the statement itself (contribution 1, nothing dropped);
+    ``source`` is `STATEMENT_SOURCE`.
+
+    Example:
+        >>> from_statement("agreeableness: kind, trusting").items[0].description
+        'agreeableness: kind, trusting'
+    """
+    text = " ".join(str(behaviour).split())
+    if not text:
+        raise AgentError("the behaviour statement is empty; describe the target behaviour in a sentence (--behavior)")
+    name = text.split(":")[0].strip()[:60] or "behaviour"
+    return SubBehaviourSet(text, (SubBehaviour(name, text, None),), STATEMENT_SOURCE)
+
+
 def load_subbehaviours(path: str | os.PathLike) -> SubBehaviourSet:
     """Read a sub-behaviour YAML file (format in the module docstring)."""
     import yaml

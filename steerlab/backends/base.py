@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -251,16 +251,64 @@ class Backend(ABC):
         """
         return format_chat(self.tokenizer, user, system=system, assistant_prefix=assistant_prefix)
 
-    def tokenize(self, prompts: str | Sequence[str]) -> Batch:
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence the model was trained on (``max_position_embeddings``), or None if unknown."""
+        cfg = getattr(self, "hf_config", None) or self.hf_model.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        limits = [getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None),
+                  getattr(getattr(self.model, "cfg", None), "n_ctx", None)]  # TransformerLens may cap it lower
+        limits = [int(n) for n in limits if isinstance(n, int) and n > 0]
+        return min(limits) if limits else None
+
+    def tokenize(self, prompts: str | Sequence[str], *, truncate: bool | Literal["first", "last"] = False) -> Batch:
         """Left-padded token ids for already formatted prompts (see `chat`). No BOS is added where
-        the tokenizer adds none; a prompt that already starts with the BOS token gets no second one."""
+        the tokenizer adds none; a prompt that already starts with the BOS token gets no second one.
+
+        A prompt longer than the model's context (`context_length`) raises a `SteerlabError`, unless
+        ``truncate`` says which tokens to keep: ``"last"`` (or True; the end of a chat prompt matters)
+        or ``"first"`` (e.g. scoring a long text's beginning); truncation is logged as a warning.
+        """
         if isinstance(prompts, str):
             prompts = [prompts]
+        prompts = list(prompts)
         if len(prompts) == 0:
             raise SteerlabError("no prompts were given; pass at least one string")
+        wrong = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+        if wrong:
+            bad = prompts[wrong[0]]
+            raise SteerlabError(
+                f"prompt {wrong[0]} is a {type(bad).__name__} ({bad!r:.60}), not text; pass strings "
+                "(formatted with lm.chat(...) for chat models)"
+            )
+        if truncate not in (False, True, "first", "last"):
+            raise SteerlabError(f"truncate must be False, True, 'first' or 'last', got {truncate!r}")
         bos = self.tokenizer.bos_token
         add_special = not (bos and all(p.startswith(bos) for p in prompts))
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
+        lengths = enc["attention_mask"].sum(dim=1)
+        if bool((lengths == 0).any()):
+            empty = [i for i, n in enumerate(lengths.tolist()) if n == 0]
+            raise SteerlabError(f"prompt(s) {empty[:5]} give no tokens (empty text?); every prompt needs some text")
+        limit = self.context_length
+        if limit is not None and enc["input_ids"].shape[1] > limit:
+            longest = int(lengths.argmax())
+            if not truncate:
+                raise SteerlabError(
+                    f"prompt {longest} has {int(lengths[longest])} tokens, more than {self.name}'s context of {limit} "
+                    "tokens (max_position_embeddings); beyond it the model produces garbage. Shorten the prompt, or "
+                    "pass truncate='last' (or 'first') to tokenize() to keep only the tokens that fit"
+                )
+            keep = "first" if truncate == "first" else "last"
+            logger.warning("keeping the %s %d tokens of %d prompt(s) longer than the model's context",
+                           keep, limit, int((lengths > limit).sum()))  # fmt: skip
+            side = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = "right" if keep == "first" else "left"
+            try:
+                enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special,
+                                     truncation=True, max_length=limit)  # fmt: skip
+            finally:
+                self.tokenizer.truncation_side = side
         return Batch(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
 
     def _as_batch(self, prompts: str | Sequence[str] | Batch) -> Batch:
@@ -271,6 +319,10 @@ class Backend(ABC):
             return []
         if isinstance(edits, Edit):
             edits = [edits]
+        for edit in edits:  # edits made from a SteeringVector check it was made on this model (`steer`)
+            check = getattr(edit.fn, "check_backend", None)
+            if check is not None:
+                check(self)
         return [Edit(self.site(e.site), e.fn, e.positions) for e in edits]
 
     # ------------------------------------------------------------------ public calls
@@ -355,7 +407,15 @@ class Backend(ABC):
         ``last_edit_counts`` then holds the positions each edit touched at the prefill and at each
         decode step; an edit that touched none raises unless ``allow_noop=True``.
         """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise SteerlabError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         batch = self._as_batch(prompts)
+        limit = self.context_length
+        if limit is not None and batch.prompt_len + max_new_tokens > limit:
+            raise SteerlabError(
+                f"{batch.prompt_len} prompt tokens + max_new_tokens={max_new_tokens} exceed {self.name}'s context of "
+                f"{limit} tokens; lower max_new_tokens to {max(limit - batch.prompt_len, 0)} or shorten the prompt"
+            )
         gen_kwargs.setdefault("do_sample", False)
         edits = self._check_edits(edits)
         self._runners = []

@@ -1,5 +1,9 @@
 """The `app` every command registers on, with what the commands share: the logging callback, clean
-errors (exit code 2, no traceback), the threads option and the layer/strength parsers.
+errors (exit code 2, no traceback, a pointer to docs/errors.md), the threads option, the output-folder
+check and the layer/strength parsers.
+
+Help is rendered by click's plain formatter (``rich_markup_mode=None``): the rich one prints a
+``<bool>`` type beside every flag.
 
 torch, the models and the data readers are imported inside the commands, so ``steerlab --help`` is fast.
 """
@@ -12,10 +16,11 @@ import math
 import re
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import ERRORS_DOC, SteerlabError, check_output_folder
 
 app = typer.Typer(
     name="steerlab",
@@ -23,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 
 
@@ -38,8 +43,22 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except SteerlabError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc}\n(symptoms, causes and fixes: {ERRORS_DOC})", err=True)
         raise typer.Exit(2) from None
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` created and checked writable (see `steerlab.errors.check_output_folder`), before any model work."""
+    return check_output_folder(path, what=f"{option} folder")
+
+
+def existing_file(path: str | Path, option: str) -> Path:
+    """``path`` if it is an existing file, else a `SteerlabError` naming it and its option; before any model work."""
+    path = Path(path)
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise SteerlabError(f"{option} {path} {state}; give the path of a file")
+    return path
 
 
 @app.callback()
@@ -106,10 +125,18 @@ def parse_coeffs(text: str, min_count: int = 2) -> list[float]:
         >>> parse_coeffs("8, -8, 0")
         [-8.0, 0.0, 8.0]
     """
+    from steerlab.interventions import MAX_EDIT_NORM
+
     try:
         values = sorted({float(p) for p in text.split(",") if p.strip()})
     except ValueError:
         raise SteerlabError(f"cannot read coeffs {text!r}; write comma-separated numbers such as '-8,0,8'") from None
+    huge = [v for v in values if math.isfinite(v) and abs(v) > MAX_EDIT_NORM]
+    if huge:
+        raise SteerlabError(
+            f"coeff {huge[0]:g} is beyond any sensible strength (|coeff| <= {MAX_EDIT_NORM:g}: it would only turn the "
+            "model's activations into inf/NaN); use strengths of the order of the residual norm or below, e.g. '-8,0,8'"
+        )
     if len(values) < min_count or not all(math.isfinite(v) for v in values):
         need = {1: "one finite number", 2: "two distinct finite numbers (the effect is the metric at the highest "
                 "minus at the lowest)"}.get(min_count, f"{min_count} distinct finite numbers")  # fmt: skip

@@ -15,7 +15,7 @@ def models(
     load: str | None = typer.Option(
         None, "--load", help="Load this model (embedded name, local folder or hub name) and try it."
     ),
-    backend: BackendKind = typer.Option(BackendKind.tl, "--backend", help="Backend used with --load."),
+    backend: BackendKind = typer.Option(BackendKind.nnsight, "--backend", help="Backend used with --load."),
     prompt: str = typer.Option("Tell me about yourself.", "--prompt", help="User message for the test generation."),
     max_new_tokens: int = typer.Option(24, "--max-new-tokens", min=1, help="Tokens generated with --load."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: the best available)."),

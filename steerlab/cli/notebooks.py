@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from steerlab.cli.main import app, clean_errors
+from steerlab.cli.main import app, clean_errors, existing_file, output_folder
 from steerlab.errors import SteerlabError
 
 
@@ -42,10 +42,13 @@ def notebooks(
             paths = sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
             if not paths:
                 raise SteerlabError(f"no numbered notebooks (NN_*.ipynb) in {Path('notebooks').resolve()}; pass paths")
-        write_back = (not smoke) if inplace is None else inplace
-        spare = None if write_back else Path(tempfile.mkdtemp(prefix="steerlab-nb-"))
+        for path in paths:
+            existing_file(path, "notebook")
         if out is None:
             out = Path(tempfile.mkdtemp(prefix="steerlab-figures-")) if smoke else Path("figures")
+        out = output_folder(out)
+        write_back = (not smoke) if inplace is None else inplace
+        spare = None if write_back else Path(tempfile.mkdtemp(prefix="steerlab-nb-"))
         failed = []
         for path in paths:
             start = time.perf_counter()

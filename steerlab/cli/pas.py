@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from steerlab.cli.main import THREADS_HELP, app, clean_errors, parse_coeffs, parse_layers, set_threads
+from steerlab.cli.main import (
+    THREADS_HELP,
+    app,
+    clean_errors,
+    existing_file,
+    output_folder,
+    parse_coeffs,
+    parse_layers,
+    set_threads,
+)
 
 
 class PASVariant(StrEnum):
@@ -22,12 +31,12 @@ def pas(
     variant: PASVariant = typer.Option(PASVariant.ipasa, "--variant", help="Contrast sets: pasf, ipasa or ipaswo."),
     model: str = typer.Option(None, "--model", help="Model name or folder (default: the embedded SmolLM2)."),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Random 60/20/20 splits (the paper used 15)."),
-    out: Path = typer.Option(Path("runs/pas"), "--out", help="Folder for results.csv, grid.csv, summary.json, vector."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.csv, grid.csv, summary.json, vector."),
     layers: str = typer.Option("6,12,18,24", "--layers", help="Layers of the validation grid."),
     strengths: str = typer.Option("0.25,0.5,1", "--strengths", help="Strengths (fractions of the residual norm)."),
     n_items: int = typer.Option(300, "--n-items", min=30, help="Cap on items (sampled with seed 0)."),
     block_size: int = typer.Option(10, "--block-size", min=1, help="Items per cached block (splits are over blocks)."),
-    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Painless Activation Steering (Cui & Chen 2025) on any MCQ dataset: contrast sets from the model's
     own answers, layer and strength chosen on validation, test accuracy steered vs unsteered per seed."""
@@ -36,6 +45,8 @@ def pas(
 
     with clean_errors():
         set_threads(threads)
+        existing_file(data, "--data")
+        output_folder(out)
         coeffs = tuple(parse_coeffs(strengths, min_count=1))
         parse_layers(layers, 10**6)  # syntax check now; the range is checked once the model is loaded
         lm = load_model(model)

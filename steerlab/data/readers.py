@@ -3,7 +3,8 @@ loaders built on them (`load_persona_file`, `load_ab_file`, `load_pairs_jsonl`, 
 `load_text_label`), so a user file in one of those formats loads like a shared dataset.
 
 Malformed input raises `DataError` naming the file, the line (1-based; for JSON arrays the 0-based
-item index), what is wrong and how to fix it.
+item index), what is wrong and how to fix it. Records that repeat an earlier one are kept but reported
+(a logged warning with their count and lines); `steerlab.data.split` keeps such copies in one part.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steerlab.data.records import ContrastPair, DataError, MCQItem, TextItem, _close, _mcq_problem
+from steerlab.data.records import ContrastPair, DataError, MCQItem, TextItem, _close, _mcq_problem, record_key
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["load_ab_file", "load_mcq_jsonl", "load_pairs_jsonl", "load_persona_file", "load_text_label"]
 
@@ -187,6 +191,24 @@ def _read_rows(path: str | Path, required: Sequence[str] = ()) -> list[_Row]:
     return rows
 
 
+def _report_copies(path: Path, records: Sequence, rows: Sequence[_Row]) -> None:
+    """Log how many records repeat an earlier one, with up to three examples by line (or item index)."""
+    first: dict = {}
+    copies = []
+    for record, row in zip(records, rows, strict=True):
+        key = record_key(record)
+        if key in first:
+            copies.append(f"{row.where} = {first[key].where}")
+        else:
+            first[key] = row
+    if copies:
+        logger.warning(
+            "%s: %d of %d records are copies of earlier ones (e.g. %s); split() keeps copies in one part, so they "
+            "never leak from train to test, but they count twice in means: remove them if they are not intended",
+            path, len(copies), len(records), "; ".join(copies[:3]),
+        )  # fmt: skip
+
+
 def _make_mcq(row: _Row, question: str, choices: Sequence[str], answer: int, meta: dict[str, Any]) -> MCQItem:
     problem = _mcq_problem(choices, answer)
     if problem is not None:
@@ -243,6 +265,7 @@ def _pairs(
         extras = {k: v for k, v in row.data.items() if k not in fields}
         meta = {**extras, "source": source or str(path), **row.location, **base_meta}
         pairs.append(ContrastPair(prompt, positive, negative, meta))
+    _report_copies(Path(path), pairs, rows)
     return pairs
 
 
@@ -316,7 +339,8 @@ def load_mcq_jsonl(path: str | Path) -> list[MCQItem]:
     """
     fields = ("question", "choices", "answer")
     items = []
-    for row in _read_rows(path, fields):
+    rows = _read_rows(path, fields)
+    for row in rows:
         choices = row.data["choices"]
         if not isinstance(choices, list):
             raise row.fail(
@@ -327,6 +351,7 @@ def load_mcq_jsonl(path: str | Path) -> list[MCQItem]:
         extras = {k: v for k, v in row.data.items() if k not in fields}
         meta = {**extras, "source": str(path), **row.location}
         items.append(_make_mcq(row, row.text("question"), choices, answer, meta))
+    _report_copies(Path(path), items, rows)
     return items
 
 
@@ -353,7 +378,8 @@ def load_text_label(path: str | Path, *, text_field: str = "text", label_field: 
     """
     fields = (text_field, label_field)
     items = []
-    for row in _read_rows(path, fields):
+    rows = _read_rows(path, fields)
+    for row in rows:
         label = row.integer(label_field, "labels must be integer class ids such as 0 and 1")
         extras = {k: v for k, v in row.data.items() if k not in fields}
         items.append(TextItem(row.text(text_field), label, {**extras, "source": str(path), **row.location}))
@@ -363,5 +389,6 @@ def load_text_label(path: str | Path, *, text_field: str = "text", label_field: 
             f"{path}: every one of the {len(items)} records has {label_field} = {classes.pop()}; "
             f"'{label_field}' must take at least two values (e.g. 0 and 1) to train or evaluate a classifier"
         )
+    _report_copies(Path(path), items, rows)
     return items
 

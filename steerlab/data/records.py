@@ -15,7 +15,7 @@ from typing import Any
 
 from steerlab.errors import SteerlabError
 
-__all__ = ["ContrastPair", "DataError", "MCQItem", "TextItem"]
+__all__ = ["ContrastPair", "DataError", "MCQItem", "TextItem", "record_key"]
 
 
 class DataError(SteerlabError):
@@ -117,6 +117,30 @@ def _mcq_problem(choices: Sequence[Any], answer: Any) -> tuple[str, str] | None:
             "answers are 0-based indices into the choices list",
         )
     return None
+
+
+def record_key(item: Any) -> Any:
+    """What makes two records copies of each other: their content without ``meta`` (which holds the line).
+
+    `ContrastPair`: (prompt, positive, negative); `MCQItem`: (question, choices, answer); `TextItem`: its
+    text (one text with two labels is a copy too). Other hashable items are their own key; unhashable
+    ones are never copies.
+
+    Example:
+        >>> record_key(ContrastPair("Q?", "Yes", "No", {"line": 1})) == record_key(ContrastPair("Q?", "Yes", "No"))
+        True
+    """
+    if isinstance(item, ContrastPair):
+        return ("pair", item.prompt, item.positive, item.negative)
+    if isinstance(item, MCQItem):
+        return ("mcq", item.question, item.choices, item.answer)
+    if isinstance(item, TextItem):
+        return ("text", item.text)
+    try:
+        hash(item)
+    except TypeError:
+        return ("id", id(item))
+    return item
 
 
 # ------------------------------------------------------------------------------- error hints

@@ -1,4 +1,8 @@
-"""Seeded splits and samples of record lists: `split`, `sample` and the label-balanced `balanced_split`."""
+"""Seeded splits and samples of record lists: `split`, `sample` and the label-balanced `balanced_split`.
+
+Copies of one record (same content, `steerlab.data.records.record_key`) always land in the same part
+of a `split`, so nothing in the test part was seen in training; the copies are counted in a warning.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import random
 from collections.abc import Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from steerlab.data.records import ContrastPair, DataError
+from steerlab.data.records import ContrastPair, DataError, record_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +59,36 @@ def split(items: Sequence[T], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed
     if len(fractions) == 2:
         fractions = (fractions[0], 0.0, fractions[1])
     n = len(items)
-    order = list(range(n))
+    groups: dict = {}  # record key -> indices of its copies, in first-seen order
+    for i, item in enumerate(items):
+        groups.setdefault(record_key(item), []).append(i)
+    order = list(groups.values())  # without copies: one group per item, the same shuffle as item indices
     random.Random(seed).shuffle(order)
     cut1 = round(n * fractions[0])
     cut2 = max(cut1, round(n * (fractions[0] + fractions[1])))
-    parts = (order[:cut1], order[cut1:cut2], order[cut2:])
-    for name, fraction, part in zip(("train", "val", "test"), fractions, parts, strict=True):
-        if fraction > 0 and not part:
-            logger.warning("split: the %s part is empty (%d items, fraction %.3g)", name, n, fraction)
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    taken = 0
+    for group in order:  # whole groups: a group goes where its first copy would fall
+        parts[0 if taken < cut1 else 1 if taken < cut2 else 2].extend(group)
+        taken += len(group)
+    copies = n - len(groups)
+    names = ("train", "val", "test")
+    sizes = ", ".join(f"{len(p)} {k}" for k, p in zip(names, parts, strict=True))
+    if copies:
+        logger.warning(
+            "split: %d of %d items are copies of others (%d distinct); copies are kept in one part so none is in "
+            "both train and test; remove them from the data to keep the intended sizes (%s)",
+            copies, n, len(groups), sizes,
+        )  # fmt: skip
+    empty = [name for name, f, part in zip(names, fractions, parts, strict=True) if f > 0 and not part]
+    if empty and copies:
+        raise DataError(
+            f"split: the {' and '.join(empty)} part(s) are empty because the {n} items hold only {len(groups)} "
+            f"distinct record(s) ({copies} copies); copies never go to two parts (train and test would share them). "
+            "Remove the duplicates and give more distinct records"
+        )
+    for name in empty:
+        logger.warning("split: the %s part is empty (%d items, fraction %.3g)", name, n, fractions[names.index(name)])
     train, val, test = ([items[i] for i in part] for part in parts)
     return Split(train, val, test)
 

@@ -67,7 +67,8 @@ def latent_stats(sae: Any, acts: Float[Tensor, "n d"], batch_size: int = 4096) -
         fired |= active.any(0).cpu()
         sq_err += float(((chunk.float() - x_hat) ** 2).sum())
         n += len(chunk)
-    return {"l0": l0 / n, "explained_variance": 1 - sq_err / total_var, "fired": fired, "n_tokens": n}
+    explained = 1 - sq_err / total_var if total_var > 0 else float("nan")  # one token (or identical ones): undefined
+    return {"l0": l0 / n, "explained_variance": explained, "fired": fired, "n_tokens": n}
 
 
 def splice(sae: Any, site: Site, positions: Positions = Positions.from_index(1)) -> Edit:
@@ -137,7 +138,8 @@ def quality_table(
             "ce_clean": ce["clean"],
             "ce_sae": ce[name],
             "ce_zero": ce["zero"],
-            "loss_recovered": (ce["zero"] - ce[name]) / (ce["zero"] - ce["clean"]),
+            "loss_recovered": (ce["zero"] - ce[name]) / (ce["zero"] - ce["clean"]) if ce["zero"] != ce["clean"]
+            else float("nan"),
             "n_eval_tokens": stats["n_tokens"],
         })  # fmt: skip
     return pd.DataFrame(rows)

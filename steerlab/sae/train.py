@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
@@ -76,8 +78,10 @@ class SAEConfig:
                 raise SteerlabError(f"SAEConfig.{name} must be positive, got {getattr(self, name)}")
         if self.architecture == "topk" and self.k > self.d_sae:
             raise SteerlabError(f"k={self.k} is larger than d_sae={self.d_sae}; choose k < d_sae")
-        if self.epochs <= 0 or self.lr <= 0:
-            raise SteerlabError(f"epochs and lr must be positive, got epochs={self.epochs}, lr={self.lr}")
+        if not all(math.isfinite(x) and x > 0 for x in (self.epochs, self.lr)):
+            raise SteerlabError(f"epochs and lr must be finite and > 0, got epochs={self.epochs}, lr={self.lr}")
+        if not (math.isfinite(self.l1_coefficient) and self.l1_coefficient >= 0):
+            raise SteerlabError(f"l1_coefficient must be a finite number >= 0, got {self.l1_coefficient}")
         object.__setattr__(self, "corpora", tuple(self.corpora))
 
     @property
@@ -182,8 +186,18 @@ def fit_sae(
         n_batches_for_norm_estimate=min(20, steps), logger=LoggingConfig(log_to_wandb=False),
     )  # fmt: skip
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_batches(acts.float(), batch, config.seed))
-    with contextlib.nullcontext() if progress else _quiet_sae_lens():
+    bar = tqdm(total=steps, desc="training SAE", unit="step", disable=not progress)
+    step = trainer.step
+
+    def counted(*args, **kwargs):  # SAELens's own bar moves every 100 steps only: this one moves every step
+        out = step(*args, **kwargs)
+        bar.update(1)
+        return out
+
+    trainer.step = counted
+    with _quiet_sae_lens():
         trained = trainer.fit()
+    bar.close()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, fold_W_dec_norm=True, device=device)
@@ -249,9 +263,28 @@ def train_sae(
         save_sae(trained, folder)
     if eval_tokens:
         metrics.update(sae_quality(backend, sae, site, n_tokens=eval_tokens, progress=progress))
+        _warn_if_poor(metrics, config)
         if cache:
             save_sae(trained, folder)
     return trained
+
+
+POOR_EXPLAINED_VARIANCE = 0.5
+"""Below this held-out explained variance an SAE reconstructs little: `train_sae` warns."""
+
+
+def _warn_if_poor(metrics: dict[str, float], config: SAEConfig) -> None:
+    """Warn when the held-out explained variance is below `POOR_EXPLAINED_VARIANCE` (or undefined)."""
+    ev = metrics.get("explained_variance")
+    if ev is None or ev >= POOR_EXPLAINED_VARIANCE:
+        return
+    samples = int(config.n_tokens * config.epochs)
+    logger.warning(
+        "the SAE explains %s of the held-out variance (below %.1f): it reconstructs little. Likely cause: too few "
+        "training tokens (%d distinct, %d samples over %g epochs for %d latents; the defaults use 100,000 tokens). "
+        "Raise n_tokens (CLI --tokens) or epochs, or lower d_sae", "an undefined share" if ev != ev else f"{ev:.2f}",
+        POOR_EXPLAINED_VARIANCE, config.n_tokens, samples, config.epochs, config.d_sae,
+    )  # fmt: skip
 
 
 def save_sae(trained: TrainedSAE, folder: str | Path) -> Path:
