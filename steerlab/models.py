@@ -181,7 +181,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     *,
-    remote: bool = False,
+    remote: bool | str = False,
     attn_implementation: str = "eager",
 ) -> Backend:
     """Load a model and wrap it in a backend.
@@ -194,9 +194,10 @@ def load_model(
             ``resid_post[L]`` equals HF ``hidden_states[L + 1]``; its per-token generation is slower).
         device: defaults to cuda, then mps, then cpu.
         dtype: defaults to fp32 on CPU and bf16 on accelerators.
-        remote: nnsight only: run traces on an NDIF deployment (``remote=True``) instead of locally,
-            for 8B-70B models. Needs an NDIF API key (``nnsight.CONFIG.set_default_api_key``) and a
-            model NDIF serves; the model is then not loaded locally beyond its config and tokenizer.
+        remote: nnsight only: ``True`` runs every trace on NDIF (8B-70B models; needs an NDIF API key and
+            a model NDIF hosts; only its config and tokenizer are loaded here), a URL another NDIF host;
+            ``"local"`` loads the model here and runs the same requests through nnsight's local simulation
+            (a check that steered traces serialise). See `steerlab.backends.nnsight_remote`.
         attn_implementation: HF attention kernel; "eager" matches TransformerLens's math exactly.
 
     Example:
@@ -208,12 +209,16 @@ def load_model(
         raise SteerlabError(f"unknown backend {backend!r}; valid: 'tl', 'nnsight'")
     if remote and backend != "nnsight":
         raise SteerlabError("remote=True runs on NDIF through nnsight: pass backend='nnsight'")
-    if remote:
-        from steerlab.backends.nnsight_backend import NNsightBackend
+    if remote and remote != "local":
+        from steerlab.backends.nnsight_remote import RemoteNNsightBackend
 
-        return NNsightBackend.remote(resolved)
+        return RemoteNNsightBackend.connect(resolved, host=remote if isinstance(remote, str) else None)
     hf, tok = load_hf(resolved, device, dtype, attn_implementation)
     dev, dt = next(hf.parameters()).device, next(hf.parameters()).dtype
+    if remote == "local":
+        from steerlab.backends.nnsight_remote import RemoteNNsightBackend
+
+        return RemoteNNsightBackend(name=resolved, hf_model=hf, tokenizer=tok, device=dev, dtype=dt, target="local")
     if backend == "tl":
         from steerlab.backends.tl_backend import TLBackend
 

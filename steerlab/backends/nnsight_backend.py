@@ -7,10 +7,8 @@ raises ``OutOfOrderError`` otherwise), which is the `Site.order` of the sites in
 In transformers 5, a decoder layer's output is a plain ``[batch, pos, d_model]`` tensor and the
 attention module's output is a tuple ``(attn_out, weights)``.
 
-Scale-out: ``load_model(name, backend="nnsight", remote=True)`` runs the same traces on an NDIF
-deployment (8B-70B models). The model is then only instantiated on the meta device here; an NDIF
-API key must be configured (``nnsight.CONFIG.set_default_api_key(...)``). Edits must be built
-from torch operations nnsight can serialise (the `steerlab.interventions` functions are).
+Scale-out: ``load_model(name, backend="nnsight", remote=True)`` gives the subclass in `nnsight_remote`,
+whose traces run on NDIF.
 """
 
 from __future__ import annotations
@@ -60,26 +58,14 @@ class NNsightBackend(Backend):
 
     kind = "nnsight"
 
-    def __init__(self, *, lm=None, remote: bool = False, **kwargs):
+    def __init__(self, *, lm=None, **kwargs):
         super().__init__(**kwargs)
         if lm is None:
             from nnsight.modeling.transformers import TransformersModel
 
             lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation")
         self.lm = lm
-        self.remote = remote
         self.paths = SITE_PATHS.get(self.model_type, LLAMA_PATHS)
-
-    @classmethod
-    def remote(cls, name: str) -> NNsightBackend:
-        """A backend whose traces run on NDIF. Needs internet and an NDIF API key."""
-        from nnsight.modeling.transformers import TransformersModel
-
-        lm = TransformersModel(name, task="text-generation")  # meta weights: config and tokenizer only
-        return cls(
-            name=name, hf_model=lm._model, tokenizer=lm.tokenizer, device=torch.device("cpu"),
-            dtype=torch.float32, lm=lm, remote=True,
-        )  # fmt: skip
 
     @property
     def model(self) -> torch.nn.Module:
@@ -138,7 +124,7 @@ class NNsightBackend(Backend):
     # ------------------------------------------------------------------ primitives
     def _trace(self, inputs: dict, sites, runners, record, grad):
         records: dict[Site, Tensor] = {}
-        with self.lm.trace(inputs, remote=self.remote):
+        with self.lm.trace(inputs):
             self._visit(sites, runners, set(record), records, grad)
             logits = self.lm.output.logits.save()
         return ForwardOutput(logits, {s: records[s] for s in record})
@@ -169,11 +155,11 @@ class NNsightBackend(Backend):
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)
         kwargs.update(gen_kwargs)
-        if not edits and not self.remote:
+        if not edits:
             return self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         sites, runners = self._plan(batch, edits, (), incremental=use_cache)
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        with warnings.catch_warnings(), self.lm.generate(remote=self.remote, **kwargs) as tracer:
+        with warnings.catch_warnings(), self.lm.generate(**kwargs) as tracer:
             # the open step loop ends when generation stops; nnsight warns about that by design
             warnings.filterwarnings("ignore", message=".*was never reached.*")
             with tracer.invoke(inputs):
