@@ -1,4 +1,4 @@
-"""End to end: with no local data root, `steerlab data fetch persona` from a mirror, then load a persona file.
+"""End to end: with no local data root, `steerlab data fetch persona` from a mirror, then load and sweep a persona file.
 
 The mirror is a local HTTP server over a folder laid out like the source URLs
 (``raw.githubusercontent.com/anthropics/evals/<commit>/persona/...``) whose files are symlinks to the
@@ -26,7 +26,7 @@ def _mirror_of(files, root: Path, mirror: Path) -> None:
 
 
 @needs_data
-def test_fetch_persona_from_a_mirror_then_load(tmp_path, monkeypatch):
+def test_fetch_persona_from_a_mirror_then_load_and_sweep(tmp_path, monkeypatch, tiny_folder):
     expected = sd.load_dataset("persona:psychopathy", root=ROOT)
     persona = _matching(DATASETS["persona"])
     _mirror_of(persona, ROOT, tmp_path / "mirror")
@@ -46,7 +46,16 @@ def test_fetch_persona_from_a_mirror_then_load(tmp_path, monkeypatch):
         server.close()
     assert sd.load_dataset("persona:psychopathy") == expected
     assert sd.load_persona("psychopathy")[0].meta["source"] == "anthropic-evals/persona/psychopathy.jsonl"
-    assert (cache / "anthropic-evals/persona/psychopathy.jsonl").is_file()
+    fetched = cache / "anthropic-evals/persona/psychopathy.jsonl"
+    from steerlab.cli import app
+
+    result = runner.invoke(app, [
+        "sweep", "--data", str(fetched), "--format", "persona", "--method", "caa", "--model", str(tiny_folder),
+        "--layers", "1", "--coeffs=-2,0,2", "--n-train", "16", "--n-test", "8", "--out", str(tmp_path / "run"),
+        "--device", "cpu", "--no-progress",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "results.csv").is_file()
 
 
 def test_cli_fetch_errors_exit_2(tmp_path, monkeypatch):
