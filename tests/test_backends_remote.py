@@ -13,7 +13,8 @@ import sys
 import pytest
 import torch
 
-from steerlab.backends.base import LAST_PROMPT, Batch
+from steerlab import LAST_PROMPT
+from steerlab.backends.base import Batch
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add
 from steerlab.models import load_model
