@@ -306,7 +306,7 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str = "eager",
-    remote: bool = False,
+    remote: bool | str = False,
     **hf_kwargs: Any,
 ) -> Backend:
     """Load a model and wrap it in a backend.
@@ -326,9 +326,10 @@ def load_model(
         trust_remote_code: run the model repository's own modelling code (only for repositories you trust).
         attn_implementation: HF attention kernel; "eager" matches TransformerLens's math exactly, "sdpa"
             needs less memory on long prompts.
-        remote: nnsight only: run traces on an NDIF deployment (``remote=True``) instead of locally,
-            for 8B-70B models. Needs an NDIF API key (``nnsight.CONFIG.set_default_api_key``) and a
-            model NDIF serves; the model is then not loaded locally beyond its config and tokenizer.
+        remote: nnsight only: ``True`` runs every trace on NDIF (8B-70B models; needs an NDIF API key and
+            a model NDIF hosts; only its config and tokenizer are loaded here), a URL another NDIF host;
+            ``"local"`` loads the model here and runs the same requests through nnsight's local simulation
+            (a check that steered traces serialise). See `steerlab.backends.nnsight_remote`.
         hf_kwargs: passed to ``from_pretrained``: e.g. ``quantization_config=BitsAndBytesConfig(load_in_4bit=True)``
             (nnsight only), ``token=`` for gated models, ``max_memory=``, ``cache_dir=``.
 
@@ -342,17 +343,25 @@ def load_model(
     """
     _check_backend(backend)
     resolved = resolve_name(name)
-    if remote:
-        if backend != "nnsight":
-            raise SteerlabError("remote=True runs on NDIF through nnsight: pass backend='nnsight'")
-        if device is not None or device_map is not None or hf_kwargs:
-            raise SteerlabError("remote=True runs the model on NDIF: leave out device, device_map and loading keywords")
-        from steerlab.backends.nnsight_backend import NNsightBackend
+    if remote and backend != "nnsight":
+        raise SteerlabError("remote=True runs on NDIF through nnsight: pass backend='nnsight'")
+    if remote and remote != "local":
+        if device is not None or device_map is not None or revision is not None or trust_remote_code or hf_kwargs:
+            raise SteerlabError(
+                "remote=True runs the model on NDIF: leave out device, device_map, revision and loading keywords"
+            )
+        from steerlab.backends.nnsight_remote import RemoteNNsightBackend
 
-        return NNsightBackend.remote(resolved)
+        return RemoteNNsightBackend.connect(resolved, host=remote if isinstance(remote, str) else None)
     opts = dict(revision=revision, trust_remote_code=trust_remote_code, **hf_kwargs)
     if backend == "nnsight":
         hf, tok = load_hf(resolved, device, dtype, attn_implementation, device_map=device_map, **opts)
+        if remote == "local":  # loaded here, run through nnsight's serverless simulation of NDIF
+            from steerlab.backends.nnsight_remote import RemoteNNsightBackend
+
+            emb = hf.get_input_embeddings().weight
+            return RemoteNNsightBackend(name=resolved, hf_model=hf, tokenizer=tok, device=emb.device,
+                                        dtype=emb.dtype, target="local")  # fmt: skip
         return _wrap(resolved, hf, tok, "nnsight")
     unsupported = [k for k in ("quantization_config", "max_memory") if k in hf_kwargs]
     if device_map is not None or unsupported:

@@ -9,9 +9,9 @@ Layers, bottom to top:
 
 | layer | modules                          | why there                                                        |
 |-------|----------------------------------|------------------------------------------------------------------|
-| 0     | errors, sites, stats, caching    | no steerlab dependency: the error type, the values every module  |
-|       |                                  | passes (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`), tests   |
-|       |                                  | and intervals, the notebook cache                                |
+| 0     | errors, sites, stats, caching,   | no steerlab dependency: the error type, the values every module  |
+|       | claims                           | passes (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`), tests   |
+|       |                                  | and intervals, the notebook cache, shared sweep-folder claims    |
 | 1     | data                             | records and datasets                                             |
 | 2     | prompts                          | renders records into model inputs; `mcq_pairs` builds            |
 |       |                                  | `ContrastPair`s, so it sits right above data (data renders none) |
@@ -53,7 +53,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "steerlab"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("steerlab.errors", "steerlab.sites", "steerlab.stats", "steerlab.caching", "steerlab.power", "steerlab.verdicts"),
+    ("steerlab.errors", "steerlab.sites", "steerlab.stats", "steerlab.caching", "steerlab.power", "steerlab.verdicts",
+     "steerlab.claims"),
     ("steerlab.data",),
     ("steerlab.prompts",),
     ("steerlab.activations", "steerlab.scale"),

@@ -15,10 +15,8 @@ architecture raises, or takes a `Layout` passed as ``layout=``.
 A cached prefix (`Backend.prefix`) is reused by restoring its cache's layers after each call
 (`kept`): cropping cannot undo an append to a sliding-window layer whose window is full.
 
-Scale-out: ``load_model(name, backend="nnsight", remote=True)`` runs the same traces on an NDIF
-deployment (8B-70B models). The model is then only instantiated on the meta device here; an NDIF
-API key must be configured (``nnsight.CONFIG.set_default_api_key(...)``). Edits must be built
-from torch operations nnsight can serialise (the `steerlab.interventions` functions are).
+Scale-out: ``load_model(name, backend="nnsight", remote=True)`` gives the subclass in `nnsight_remote`,
+whose traces run on NDIF.
 """
 
 from __future__ import annotations
@@ -127,7 +125,7 @@ class NNsightBackend(Backend):
 
     kind = "nnsight"
 
-    def __init__(self, *, lm=None, remote: bool = False, layout: Layout | None = None, **kwargs):
+    def __init__(self, *, lm=None, layout: Layout | None = None, **kwargs):
         super().__init__(**kwargs)
         self.layout = find_layout(self.hf_model, self.model_type, self.n_layers, layout)
         if lm is None:
@@ -135,18 +133,6 @@ class NNsightBackend(Backend):
 
             lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation")
         self.lm = lm
-        self.remote = remote
-
-    @classmethod
-    def remote(cls, name: str) -> NNsightBackend:
-        """A backend whose traces run on NDIF. Needs internet and an NDIF API key."""
-        from nnsight.modeling.transformers import TransformersModel
-
-        lm = TransformersModel(name, task="text-generation")  # meta weights: config and tokenizer only
-        return cls(
-            name=name, hf_model=lm._model, tokenizer=lm.tokenizer, device=torch.device("cpu"),
-            dtype=torch.float32, lm=lm, remote=True,
-        )  # fmt: skip
 
     @property
     def model(self) -> torch.nn.Module:
@@ -156,9 +142,6 @@ class NNsightBackend(Backend):
         emb = self.hf_model.get_input_embeddings()
         scale = getattr(emb, "embed_scale", None)  # Gemma scales embeddings by sqrt(d_model) in forward
         return emb.weight if scale is None else emb.weight * scale.to(emb.weight.dtype)
-
-    def _counts_come_back(self) -> bool:
-        return not self.remote
 
     def hook_name(self, site: Site) -> str:
         site = self.site(site)
@@ -208,7 +191,7 @@ class NNsightBackend(Backend):
     # ------------------------------------------------------------------ primitives
     def _trace(self, inputs: dict, sites, runners, record, grad):
         records: dict[Site, Tensor] = {}
-        with self.lm.trace(inputs, remote=self.remote):
+        with self.lm.trace(inputs):
             self._visit(sites, runners, set(record), records, grad)
             logits = self.lm.output.logits.save()
         return ForwardOutput(logits, {s: records[s] for s in record})
@@ -235,11 +218,11 @@ class NNsightBackend(Backend):
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)
         kwargs.update(gen_kwargs)
-        if not edits and not self.remote:
+        if not edits:
             return self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         sites, runners = self._plan(batch, edits, (), incremental=use_cache)
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        with warnings.catch_warnings(), self.lm.generate(remote=self.remote, **kwargs) as tracer:
+        with warnings.catch_warnings(), self.lm.generate(**kwargs) as tracer:
             # the open step loop ends when generation stops; nnsight warns about that by design
             warnings.filterwarnings("ignore", message=".*was never reached.*")
             with tracer.invoke(inputs):

@@ -7,8 +7,9 @@ run the paper pipelines and the numbered notebooks.
     steerlab saas --data pairs.jsonl --behavior "..." --agent embedding --out runs/saas
     steerlab sae train --layer 12
     steerlab notebooks [PATHS...] --out figures [--smoke] [--model NAME --device cuda --dtype bfloat16]
+    steerlab data list | fetch NAME... | fetch --all
 
-One module per command (`models`, `sweep`, `pas`, `saas`, `sae`, `notebooks`), each registering on the
+One module per command (`models`, `sweep`, `pas`, `saas`, `sae`, `notebooks`, `data`), each registering on the
 `app` of `steerlab.cli.main`; the commands keep options, argument checks and printing, the work is in
 the library. torch, the models and the data readers are imported inside the commands, so
 ``steerlab --help`` is fast. Bad input (a malformed data file, an unknown layer) ends with a one-line
@@ -19,7 +20,7 @@ from steerlab.cli.main import app, parse_coeffs, parse_layers
 
 # Each module registers its commands on `app`; --help lists them in this order.
 # isort: off
-from steerlab.cli import models, sweep, notebooks, pas, saas, sae  # noqa: F401
+from steerlab.cli import models, sweep, notebooks, pas, saas, sae, data  # noqa: F401
 # isort: on
 
 __all__ = ["app", "parse_coeffs", "parse_layers"]

@@ -24,8 +24,14 @@ Example:
     >>> len(train), len(val), len(test)
     (600, 200, 200)
 
+Without a local data root, `fetch` downloads a dataset from its public source (``sources.json`` in the
+package names each file's repository, commit, license, size and sha256) into ``$STEERLAB_CACHE/data``, and
+the loaders read it there; `list_datasets` says what is where.
+
 The package keeps one job per module: `records` (record types, `DataError`), `readers` (file formats
-and the path-based readers), `root` (the data root and how loaders find files in it), `behaviours`
+and the path-based readers), `root` (the data root and how loaders find files in it), `sources` (the
+sources table, the cache and the mirror setting), `download` (resumable, checksummed downloads),
+`fetching` (`fetch`, `list_datasets`), `behaviours`
 (persona, advanced-AI-risk, CAA), `benchmarks_alignment` (BBQ, ETHICS, TruthfulQA),
 `benchmarks_knowledge` (MMLU, ARC, OpenBookQA, AGIEval), `corpora` (text), `splits` and `specs`
 (`load_dataset`). Import the public names from ``steerlab.data`` itself.
@@ -62,6 +68,7 @@ from steerlab.data.benchmarks_knowledge import (
     load_openbookqa,
 )
 from steerlab.data.corpora import TEXT_CORPORA, load_text, load_text_file, read_text_file, text_files
+from steerlab.data.fetching import fetch, list_datasets
 from steerlab.data.readers import load_ab_file, load_mcq_jsonl, load_pairs_jsonl, load_persona_file, load_text_label
 from steerlab.data.records import ContrastPair, DataError, MCQItem, TextItem
 from steerlab.data.root import data_root
@@ -82,7 +89,9 @@ __all__ = [
     "TextItem",
     "balanced_split",
     "data_root",
+    "fetch",
     "list_advanced_ai_risk_behaviours",
+    "list_datasets",
     "list_mmlu_subjects",
     "list_persona_behaviours",
     "load_ab_file",
