@@ -1,7 +1,9 @@
 """Shared fixtures: tiny random models (unit tier) and the real embedded model (slow tier).
 
 Tests that take a ``backend_kind`` argument run once per backend; choose with
-``pytest --backend tl`` or ``--backend nnsight`` (default: both).
+``pytest --backend tl`` or ``--backend nnsight`` (default: both). ``pytest --device cuda`` builds the tiny
+models (and loads the real one) on that device instead of the CPU, so the same unit tests exercise a GPU;
+tests read it from the ``device`` fixture.
 """
 
 import os
@@ -18,12 +20,21 @@ BACKENDS = ("tl", "nnsight")
 
 def pytest_addoption(parser):
     parser.addoption("--backend", default=",".join(BACKENDS), help="comma-separated backends to test: tl,nnsight")
+    parser.addoption("--device", default="cpu", help="device for the models under test: cpu (default), cuda, cuda:1")
 
 
 def pytest_generate_tests(metafunc):
     if "backend_kind" in metafunc.fixturenames:
         kinds = [k for k in metafunc.config.getoption("--backend").split(",") if k]
         metafunc.parametrize("backend_kind", kinds)
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig):
+    """The device the models under test live on (``--device``, default cpu)."""
+    import torch
+
+    return torch.device(pytestconfig.getoption("--device"))
 
 
 @pytest.fixture(scope="session")
@@ -43,31 +54,33 @@ def _cached(key, make):
 
 
 @pytest.fixture
-def tiny(backend_kind, tiny_folder):
+def tiny(backend_kind, tiny_folder, device):
     """A 2-layer random Llama (d_model 32) behind the backend under test."""
     from steerlab.testing import tiny_backend
 
-    return _cached(("tiny", backend_kind), lambda: tiny_backend(backend_kind, tiny_folder))
+    return _cached(("tiny", backend_kind), lambda: tiny_backend(backend_kind, tiny_folder, device))
 
 
 @pytest.fixture
-def tiny_pair(tiny_folder):
+def tiny_pair(tiny_folder, device):
     """The tiny model behind both backends."""
     from steerlab.testing import tiny_backend
 
-    return tuple(_cached(("tiny", k), lambda k=k: tiny_backend(k, tiny_folder)) for k in BACKENDS)
+    return tuple(_cached(("tiny", k), lambda k=k: tiny_backend(k, tiny_folder, device)) for k in BACKENDS)
 
 
 @pytest.fixture
-def real(backend_kind):
+def real(backend_kind, device):
     """SmolLM2-135M-Instruct (the embedded model) behind the backend under test."""
     from steerlab.models import load_model
 
-    return _cached(("real", backend_kind), lambda: load_model(backend=backend_kind))
+    return _cached(("real", backend_kind), lambda: load_model(backend=backend_kind, device=device, dtype="float32"))
 
 
 @pytest.fixture
-def real_pair():
+def real_pair(device):
     from steerlab.models import load_model
 
-    return tuple(_cached(("real", k), lambda k=k: load_model(backend=k)) for k in BACKENDS)
+    return tuple(
+        _cached(("real", k), lambda k=k: load_model(backend=k, device=device, dtype="float32")) for k in BACKENDS
+    )
