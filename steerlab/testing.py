@@ -202,8 +202,8 @@ def make_tiny_model(
     return folder
 
 
-def tiny_backend(kind: str, folder: str | Path):
-    """Load the tiny model in ``folder`` (see `make_tiny_model`) through a backend."""
+def tiny_backend(kind: str, folder: str | Path, device: str | torch.device = "cpu"):
+    """Load the tiny model in ``folder`` (see `make_tiny_model`) through a backend, in fp32 on ``device``."""
     from steerlab.models import load_model
 
-    return load_model(str(folder), backend=kind, device="cpu", dtype=torch.float32)
+    return load_model(str(folder), backend=kind, device=device, dtype=torch.float32)

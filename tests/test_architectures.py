@@ -32,21 +32,21 @@ def arch(request):
     return request.param
 
 
-def loaded(arch, kind, folders):
+def loaded(arch, kind, folders, device):
     if (arch, kind) not in _backends:
-        _backends[arch, kind] = tiny_backend(kind, folders[arch])
+        _backends[arch, kind] = tiny_backend(kind, folders[arch], device)
     return _backends[arch, kind]
 
 
 @pytest.fixture
-def lm(arch, backend_kind, folders):
-    return loaded(arch, backend_kind, folders)
+def lm(arch, backend_kind, folders, device):
+    return loaded(arch, backend_kind, folders, device)
 
 
-def hf_reference(folder):
+def hf_reference(folder, device):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").to(device).eval()
 
 
 def test_tiny_configs_have_windows_shorter_than_the_prompts(arch):
@@ -58,7 +58,7 @@ def test_tiny_configs_have_windows_shorter_than_the_prompts(arch):
 
 def test_resid_post_equals_hf_hidden_states(lm, arch, folders):
     """``resid_post[L]`` is HF ``hidden_states[L + 1]``; the last layer's, once HF's final norm is applied."""
-    hf = hf_reference(folders[arch])
+    hf = hf_reference(folders[arch], lm.device)
     b = lm.tokenize(PROMPTS)
     sites = [Site(L) for L in range(lm.n_layers)]
     acts = lm.record(b, sites)
@@ -88,9 +88,10 @@ def test_every_site_kind_is_a_real_module_and_the_blocks_add_up(lm):
         assert not torch.allclose(a["mlp_in"], a["resid_pre"])  # a normalised input, not the residual itself
 
 
-def test_backends_agree_at_every_site(arch, folders):
+@pytest.mark.backends("tl", "nnsight")
+def test_backends_agree_at_every_site(arch, folders, device):
     """The nnsight layout table and TransformerLens's own hooks read the same activations."""
-    tl, nn = loaded(arch, "tl", folders), loaded(arch, "nnsight", folders)
+    tl, nn = loaded(arch, "tl", folders, device), loaded(arch, "nnsight", folders, device)
     sites = [Site(L, k) for L in range(2) for k in SITE_KINDS]
     edit = add(Site(0, "attn_out"), torch.randn(tl.d_model))
     a, b = tl.forward(PROMPTS, record=sites, edits=edit), nn.forward(PROMPTS, record=sites, edits=edit)
@@ -128,10 +129,11 @@ def test_prefix_reuse_equals_full_forward_beyond_the_window(lm):
         assert out.edit_counts.per_forward == ((len(b),),)
 
 
-def test_a_local_folder_named_like_an_official_model_loads_in_tl(tmp_path):
+@pytest.mark.backends("tl")
+def test_a_local_folder_named_like_an_official_model_loads_in_tl(tmp_path, device):
     """TransformerLens guesses Llama from a folder's name and then crashes; steerlab reads the config instead."""
     folder = make_tiny_model(tmp_path / "Llama-2-7b-chat-hf")
-    lm = tiny_backend("tl", folder)
+    lm = tiny_backend("tl", folder, device)
     assert lm.tl_name is None  # a tiny model is no official one
     assert lm.logits(lm.tokenize(PROMPTS)).isfinite().all()
 
@@ -146,6 +148,7 @@ GEMMA3_270M = dict(hidden_size=640, intermediate_size=2048, num_hidden_layers=18
                    sliding_window=512)  # fmt: skip
 
 
+@pytest.mark.backends("tl")
 @pytest.mark.parametrize(
     "config,kwargs,official",
     [
@@ -168,6 +171,7 @@ def test_configs_map_to_official_transformer_lens_names(config, kwargs, official
     assert name == official if official is None else name.startswith(official)
 
 
+@pytest.mark.backends("tl")
 def test_tl_conversion_keeps_the_device_for_the_converted_model(folders):
     """The HF model stays where it was given (the CPU); only the TransformerLens copy goes to the device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -182,18 +186,22 @@ def test_tl_conversion_keeps_the_device_for_the_converted_model(folders):
     assert {p.device.type for p in hf.parameters()} == {"cpu"}
 
 
-def test_unknown_architectures_are_refused_with_the_supported_list():
+def test_unknown_architectures_are_refused_with_the_supported_list(backend_kind):
     from transformers import AutoModelForCausalLM, FalconConfig
 
-    from steerlab.backends.nnsight_backend import NNsightBackend
-    from steerlab.backends.tl_backend import TLBackend
     from steerlab.testing import tiny_tokenizer
 
     tok = tiny_tokenizer()
     cfg = FalconConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
     hf = AutoModelForCausalLM.from_config(cfg)
     common = dict(name="falcon", hf_model=hf, tokenizer=tok, device=torch.device("cpu"), dtype=torch.float32)
-    with pytest.raises(SteerlabError, match=r"does not know .*'falcon'.*supported: llama, mistral"):
-        NNsightBackend(**common)
-    with pytest.raises(SteerlabError, match=r"does not support FalconForCausalLM; supported: LlamaForCausalLM"):
-        TLBackend(**common)
+    if backend_kind == "nnsight":
+        from steerlab.backends.nnsight_backend import NNsightBackend
+
+        with pytest.raises(SteerlabError, match=r"does not know .*'falcon'.*supported: llama, mistral"):
+            NNsightBackend(**common)
+    else:
+        from steerlab.backends.tl_backend import TLBackend
+
+        with pytest.raises(SteerlabError, match=r"does not support FalconForCausalLM; supported: LlamaForCausalLM"):
+            TLBackend(**common)

@@ -22,7 +22,7 @@ def test_steered_equals_base_plus_v(tiny):
         site = Site(1, kind)
         base = tiny.forward(b, record=[site]).activations[site]
         steered = tiny.forward(b, edits=add(site, v, 3.0), record=[site]).activations[site]
-        torch.testing.assert_close(steered, base + 3.0 * v, rtol=0, atol=1e-6)
+        torch.testing.assert_close(steered, base + 3.0 * v.to(base.device), rtol=0, atol=1e-6)
 
 
 def test_edit_changes_downstream_logits(tiny):
@@ -40,12 +40,12 @@ def test_resid_pre_of_next_layer_is_resid_post(tiny):
 def test_ablate_and_clamp_projections(tiny):
     b = tiny.tokenize(formatted(tiny))
     v = torch.randn(tiny.d_model)
-    u = v / v.norm()
+    u = (v / v.norm()).to(tiny.device)
     site = Site(1)
     ablated = tiny.forward(b, edits=ablate(site, v), record=[site]).activations[site]
-    torch.testing.assert_close(ablated @ u, torch.zeros(ablated.shape[:2]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(ablated @ u, torch.zeros(ablated.shape[:2], device=tiny.device), rtol=0, atol=1e-5)
     clamped = tiny.forward(b, edits=clamp(site, v, 7.0), record=[site]).activations[site]
-    torch.testing.assert_close(clamped @ u, torch.full(clamped.shape[:2], 7.0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(clamped @ u, torch.full(clamped.shape[:2], 7.0, device=tiny.device), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_positions_touch_exactly_the_chosen_tokens(tiny, positions, expected):
     base = tiny.forward(b, record=[site]).activations[site]
     steered = tiny.forward(b, edits=add(site, v, 1.0, positions), record=[site]).activations[site]
     changed = (steered - base).abs().sum(-1) > 0
-    pos = torch.arange(b.prompt_len)[None].expand(len(b), -1)
+    pos = torch.arange(b.prompt_len, device=tiny.device)[None].expand(len(b), -1)
     assert torch.equal(changed, expected(pos, b.prompt_len, b.n_pad))
 
 

@@ -99,7 +99,7 @@ def test_completion_logprobs_match_token_losses(tiny):
             n_prompt = len(tiny.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             expected.append(-float(nll[0, n_prompt - 1 :].sum()))
     expected = expected[0::2] + expected[1::2]  # positives first, then negatives
-    torch.testing.assert_close(got, torch.tensor(expected), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got, torch.tensor(expected, device=got.device), rtol=1e-5, atol=1e-4)
 
 
 def test_max_completion_tokens_truncates(tiny):

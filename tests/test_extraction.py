@@ -34,9 +34,9 @@ def caa_reference(lm, pairs, site, read):
 def test_shared_prefix_reading_equals_full_texts(tiny, read):
     acts = collect_pairs(tiny, PAIRS, SITES, read=read, batch_size=5, progress=False)
     for site in SITES:
-        pos, neg = caa_reference(tiny, PAIRS, site, read)
-        torch.testing.assert_close(acts.pos[site], pos, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(acts.neg[site], neg, rtol=1e-5, atol=1e-5)
+        pos, neg = caa_reference(tiny, PAIRS, site, read)  # on the model's device; collected ones on the CPU
+        torch.testing.assert_close(acts.pos[site], pos.cpu(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(acts.neg[site], neg.cpu(), rtol=1e-5, atol=1e-5)
 
 
 def test_streaming_mean_diff_equals_batch_mean_diff(tiny):
@@ -61,7 +61,7 @@ def test_collect_prompts_reads_the_last_token(tiny):
     prompts = [tiny.chat("hello"), tiny.chat("a much longer message")]
     got = collect_prompts(tiny, prompts, [Site(1)], progress=False)[Site(1)]
     for i, p in enumerate(prompts):
-        alone = tiny.record([p], [Site(1)])[Site(1)][0, -1]
+        alone = tiny.record([p], [Site(1)])[Site(1)][0, -1].cpu()  # collected activations are kept on the CPU
         torch.testing.assert_close(got[i], alone, rtol=1e-4, atol=1e-4)
 
 

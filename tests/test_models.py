@@ -156,6 +156,7 @@ def test_device_map_replaces_device(tiny_folder, recorded):
     assert lm.device == torch.device("cpu")  # inputs go where the embeddings are
 
 
+@pytest.mark.backends("tl")
 def test_tl_reads_the_hf_model_on_the_cpu(tiny_folder, recorded, monkeypatch):
     """TransformerLens builds its own copy on the target device: the HF weights must never go there too.
     (No GPU here: CUDA is faked as present and the TransformerLens backend replaced by a recorder.)"""
@@ -172,8 +173,26 @@ def test_tl_reads_the_hf_model_on_the_cpu(tiny_folder, recorded, monkeypatch):
     assert next(built["hf_model"].parameters()).device == torch.device("cpu")
 
 
+@pytest.mark.backends("tl")
 def test_tl_drops_the_hf_copy(tiny_folder):
     assert load_model(str(tiny_folder), backend="tl", device="cpu").hf_model is None
+
+
+@pytest.mark.backends("nnsight")
+def test_nnsight_leaves_the_model_where_it_was_put(tiny_folder, monkeypatch):
+    """nnsight builds a transformers pipeline around the model, and a pipeline moves a model it is not told
+    the device of to the first GPU: device="cpu" (or a CPU model given to `wrap`) must stay on the CPU on a
+    GPU machine. (Without a GPU, the pipeline is made to believe in one: moving there would then raise.)"""
+    import transformers.pipelines.base
+
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(transformers.pipelines.base, "is_torch_cuda_available", lambda: True)
+    lm = load_model(str(tiny_folder), backend="nnsight", device="cpu")
+    wrapped = sl.wrap(copy.deepcopy(lm.hf_model), lm.tokenizer)
+    for backend in (lm, wrapped):
+        assert backend.device == torch.device("cpu")
+        assert {p.device.type for p in backend.hf_model.parameters()} == {"cpu"}
+        assert backend.logits(["ab"]).device.type == "cpu"
 
 
 def test_wrap_takes_a_model_the_user_built(tiny_folder, backend_kind):
@@ -206,6 +225,7 @@ def test_wrap_refuses_what_it_cannot_run(tiny_folder):
         sl.wrap(meta, tok)
 
 
+@pytest.mark.backends("tl", "nnsight")
 def test_wrap_builds_transformerlens_from_the_config_alone(tiny_folder):
     """A model built from a config has no hub name or folder: TransformerLens reads its HF config instead."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -50,7 +50,7 @@ def test_probe_fits_and_scores_features_that_are_not_on_the_cpu():
 def test_completion_features_are_the_mean_over_completion_tokens(tiny):
     prompt, completion = tiny.chat("Hi?"), "ok then"
     feats = completion_features(tiny, [prompt, tiny.chat("A longer question?")], [completion, "no"], Site(1))
-    acts = tiny.record(prompt + completion, [Site(1)])[Site(1)][0]
+    acts = tiny.record(prompt + completion, [Site(1)])[Site(1)][0].cpu()  # the features come back on the CPU
     n = len(tiny.tokenizer(completion, add_special_tokens=False)["input_ids"])
     assert torch.allclose(feats[0], acts[-n:].mean(0), atol=1e-5)
 

@@ -47,7 +47,7 @@ def test_token_norms_rows_positions_and_sinks(tiny):
     assert (rest["sink"] == flagged).all() and flagged.any()
     # left padding does not change a prompt's norms: prompt 1 alone gives the same values
     alone = tiny.record([PROMPTS[1]], [Site(1)])[Site(1)][0].float().norm(dim=-1)
-    np.testing.assert_allclose(df.loc[df.prompt == 1, "norm"], alone.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(df.loc[df.prompt == 1, "norm"], alone.cpu().numpy(), rtol=1e-4)
 
 
 def test_typical_norm_ignores_a_planted_sink():

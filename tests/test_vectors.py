@@ -5,7 +5,6 @@ import json
 import logging
 import types
 
-import gguf
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -147,10 +146,10 @@ def test_normalized_unit_norm_and_zero_rejected():
         SteeringVector({1: torch.ones(D), 2: torch.zeros(D)}, prov()).normalized()
 
 
-def test_to_casts_copies_and_leaves_vector_alone():
+def test_to_casts_copies_and_leaves_vector_alone(device):
     a = vec([1])
-    half = a.to(dtype=torch.float16)
-    assert half[Site(1)].dtype == torch.float16
+    half = a.to(device, torch.float16)
+    assert half[Site(1)].dtype == torch.float16 and half[Site(1)].device.type == device.type
     same = a.to()
     same[Site(1)].zero_()
     assert a[1].dtype == torch.float32 and a[1].abs().sum() > 0
@@ -239,6 +238,7 @@ def _field(reader, key):
 
 
 def test_gguf_export_read_back(tmp_path):
+    gguf = pytest.importorskip("gguf")
     a = vec([1, 3], seed=5)
     out = a.export_gguf(tmp_path / "cv")
     assert out.name == "cv.gguf"
@@ -258,6 +258,7 @@ def test_gguf_export_read_back(tmp_path):
 
 
 def test_gguf_model_hint_override_and_plain_import(tmp_path):
+    gguf = pytest.importorskip("gguf")
     writer = gguf.GGUFWriter(str(tmp_path / "x.gguf"), "controlvector")
     writer.add_string("controlvector.model_hint", "qwen2")
     writer.add_tensor("direction.2", torch.ones(D).numpy())
@@ -272,12 +273,14 @@ def test_gguf_model_hint_override_and_plain_import(tmp_path):
 
 
 def test_gguf_rejects_non_resid_post_sites(tmp_path):
+    pytest.importorskip("gguf")
     v = vec([1]) + vec([2], kind="attn_out")
     with pytest.raises(SteerlabError, match=r"not resid_post: \['attn_out\.2'\]"):
         v.export_gguf(tmp_path / "cv")
 
 
 def test_gguf_rejects_layer_zero(tmp_path):
+    pytest.importorskip("gguf")
     with pytest.raises(SteerlabError, match=r"resid_post\.0.*direction\.0"):
         vec([0, 1]).export_gguf(tmp_path / "cv")
     vec([0, 1]).select(["resid_post.1"]).export_gguf(tmp_path / "cv")

@@ -131,7 +131,10 @@ class NNsightBackend(Backend):
         if lm is None:
             from nnsight.modeling.transformers import TransformersModel
 
-            lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation")
+            # nnsight wraps the model in a transformers pipeline, which moves a model it is not told the
+            # device of to the first GPU: keep it where it is (a map spread by accelerate stays as it is).
+            placed = {} if getattr(self.hf_model, "hf_device_map", None) else {"device": self.device}
+            lm = TransformersModel(self.hf_model, tokenizer=self.tokenizer, task="text-generation", **placed)
         self.lm = lm
 
     @property
