@@ -713,6 +713,7 @@ def test_cli_sweep_backend_default_is_nnsight():
     assert backend_default("sweep") == "nnsight"
 
 
+@pytest.mark.backends("tl")
 def test_cli_models_load_tl_prints_nothing_from_transformer_lens(tiny_folder):
     result = cli("models", "--load", tiny_folder, "--backend", "tl", "--max-new-tokens", 2)
     assert result.exit_code == 0 and "Moving model to device" not in result.output

@@ -109,6 +109,7 @@ def test_models_lists_both_embedded_models():
     assert "gemma-3-270m" in result.output
 
 
+@pytest.mark.backends("tl")
 def test_models_load_tiny(tiny_folder):
     result = invoke("models", "--load", tiny_folder, "--max-new-tokens", 3, "--device", "cpu", "--backend", "tl")
     assert result.exit_code == 0, result.output
