@@ -16,7 +16,7 @@ from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import choose_layer, layer_scores, sweep, sweep_effect
+from steerlab.sweeps import SWEEP_COLUMNS, choose_layer, layer_scores, sweep, sweep_effect
 from steerlab.tasks import ChoiceTask
 from steerlab.vectors import Provenance, SteeringVector
 
@@ -71,7 +71,7 @@ def test_sweep_is_tidy_and_baseline_is_shared(tiny, tmp_path):
     computed = []
     df = sweep(tiny, {"a": vector(tiny), ("b", 1): vector(tiny, 1)}, task, coeffs=[-2, 0, 2], out=tmp_path,
                progress=False, on_cell=computed.append)  # fmt: skip
-    assert list(df.columns) == ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+    assert list(df.columns) == [*SWEEP_COLUMNS, "label"]
     assert len(df) == 2 * 2 * 3 * len(PAIRS) * 2  # methods x layers x coeffs x examples x metrics
     assert len(computed) == 2 * 2 * 2 + 1  # the unsteered cell is computed once
     assert (tmp_path / "results.csv").exists()

@@ -9,7 +9,7 @@ from steerlab.data import DataError
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import COLUMNS, sweep
+from steerlab.sweeps import SWEEP_COLUMNS, sweep
 from steerlab.tasks import ChoiceTask, Task, TextLoglikTask
 from steerlab.vectors import Provenance, SteeringVector
 
@@ -39,13 +39,16 @@ def test_text_loglik_task_equals_hand_computation(tiny, edited):
     edits = steer(vector(tiny), 2.0) if edited else ()
     df = TextLoglikTask.from_items(tiny, items(), batch_size=3).evaluate(edits)
     ref = [hand_loglik(tiny, t, edits or None) for t in TEXTS]
-    rows = df[df.metric != "loglik_gap"]
+    rows = df[df.metric.isin(["loglik_pos", "loglik_neg"])]
     assert rows.example_id.tolist() == ["t0", "t1", "t2", "t3"]
     assert rows.metric.tolist() == ["loglik_pos", "loglik_neg", "loglik_pos", "loglik_neg"]
     assert rows.value.to_numpy() == pytest.approx(ref, abs=1e-5)
     gap = df[df.metric == "loglik_gap"]
     assert gap.example_id.tolist() == ["all"]
     assert gap.value.iloc[0] == pytest.approx((ref[0] + ref[2]) / 2 - (ref[1] + ref[3]) / 2, abs=1e-5)
+    toward = df[df.metric == "loglik_toward"]  # the per-text target: its mean is the gap
+    assert toward.value.to_numpy() == pytest.approx([ref[0], -ref[1], ref[2], -ref[3]], abs=1e-5)
+    assert toward.label.tolist() == ["1", "0", "1", "0"]
 
 
 def test_both_tasks_are_tasks(tiny):
@@ -53,7 +56,7 @@ def test_both_tasks_are_tasks(tiny):
     choice, loglik = ChoiceTask.from_pairs(tiny, pairs), TextLoglikTask.from_items(tiny, items())
     assert isinstance(choice, Task) and isinstance(loglik, Task)
     assert choice.can_reuse_prefix and not loglik.can_reuse_prefix
-    assert loglik.metrics[0] == "loglik_gap"
+    assert loglik.metrics[0] == "loglik_toward"
     assert loglik.fingerprint() != TextLoglikTask.from_items(tiny, items(labels=[0, 1, 1, 0])).fingerprint()
     with pytest.raises(SteerlabError, match="no prefix to reuse"):
         loglik.evaluate(reuse_prefix=True)
@@ -73,7 +76,7 @@ def test_sweep_evaluates_a_text_task_and_resumes(tiny, tmp_path):
     computed = []
     kwargs = dict(coeffs=[-2, 0, 2], out=tmp_path / "run", progress=False)
     df = sweep(tiny, {("caa", 3): vector(tiny)}, task, on_cell=computed.append, **kwargs)
-    assert list(df.columns) == COLUMNS and (tmp_path / "run" / "sweep.json").exists()
+    assert list(df.columns) == [*SWEEP_COLUMNS, "label"] and (tmp_path / "run" / "sweep.json").exists()
     assert len(computed) == 5  # the unsteered cell once, then 2 layers x 2 strengths
     steered = task.evaluate(steer({Site(1): vector(tiny)[Site(1)]}, 2.0))
     cell = df[(df.layer == 1) & (df.coeff == 2.0)]
