@@ -265,12 +265,20 @@ def sweep(
                                          site=c.site.kind, fraction=fraction, coeff=coeff_of(c)))  # fmt: skip
     result = pd.concat(frames, ignore_index=True)
     extra = [col for col in EXTRA_COLUMNS if col in result]
-    for col in extra:  # empty texts and labels survive a round trip through CSV
-        result[col] = result[col].fillna("").astype(str)
+    if "text" in result:  # an empty text is read back from CSV as NaN
+        result["text"] = result["text"].fillna("").astype(str)
+    if "label" in result:  # labels "1"/"0" are read back from CSV as 1.0/0.0
+        result["label"] = [_label_text(v) for v in result["label"]]
     result = result[SWEEP_COLUMNS + extra]
     if folder is not None:
         _write_atomic(result, folder / "results.csv")
     return result
+
+
+def _label_text(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else str(int(value)) if value.is_integer() else str(value)
+    return str(value)
 
 
 def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, unit: str, scale, directions):

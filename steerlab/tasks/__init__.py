@@ -2,7 +2,7 @@
 
 | task | what it measures | target |
 |---|---|---|
-| `ChoiceTask` | next token over answers: behaviour probability (CAA), MCQ accuracy (PAS)| ``p_behaviour``/``accuracy`` |
+| `ChoiceTask` | next token over answers: behaviour probability (CAA), MCQ accuracy (PAS)| p_behaviour, accuracy |
 | `GenerationTask` | greedy generations scored per text (ActAdd-style open-ended steering) | the scorer's name |
 | `TextLoglikTask` | token log-likelihood of labelled raw texts, label 1 against label 0 | ``loglik_toward`` |
 | `PerplexityTask` | token NLL of raw texts (the fluency cost of an edit) | ``nll`` |
