@@ -40,7 +40,7 @@ from steerlab.errors import SteerlabError
 from steerlab.orientation import apply_orientation, orientation_evidence
 from steerlab.scale import DEFAULT_FRACTIONS
 from steerlab.sites import AFTER_INSTRUCTION, Positions, Site
-from steerlab.sweeps import Runner, sweep
+from steerlab.sweeps import NORM_PROMPTS, Runner, sweep
 from steerlab.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -158,7 +158,8 @@ def evaluate_vector(
         orient_at: the orientation strength (default 0.25 of the norm, or the largest +-pair of ``coeffs``).
         select: ``"effect"`` (largest validation effect) or ``"lower"`` (largest lower bound).
         reference: an effect that matters; an MDE above it turns a null into "underpowered".
-        scale: ``{site: typical norm}`` (default: measured on the validation prompts).
+        scale: ``{site: typical norm}`` (default: measured on the first `steerlab.sweeps.NORM_PROMPTS`
+            validation prompts).
         out: folder for the two resumable sweeps (``out/val``, ``out/test``).
         runner: passed to `steerlab.sweeps.sweep` (several workers on one folder).
         progress: show progress bars.
@@ -184,7 +185,7 @@ def evaluate_vector(
     if unit == "fraction" and scale is None:
         from steerlab.scale import typical_norm
 
-        scale = typical_norm(backend, val_task.norm_prompts(), vector.sites)
+        scale = typical_norm(backend, val_task.norm_prompts()[:NORM_PROMPTS], vector.sites)
     folder = Path(out) if out is not None else None
     grid = {"fractions": strengths} if unit == "fraction" else {"coeffs": strengths}
     common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed)

@@ -59,6 +59,9 @@ SWEEP_COLUMNS = ["method", "seed", "direction", "layer", "site", "fraction", "co
 EXTRA_COLUMNS = ("label", "text")
 """Per-row columns a task may add (an item's answer label, a generated text); kept when present."""
 VECTOR = "vector"
+NORM_PROMPTS = 64
+"""Prompts (the task's first) whose tokens give the typical norm when a sweep measures it: a median over
+thousands of tokens, which more prompts would not change."""
 FORMAT = 2  # sweep folder layout version (cells keyed by direction and strength unit)
 
 Runner = Callable[..., dict]
@@ -190,8 +193,8 @@ def sweep(
         vectors: a SteeringVector, or a mapping ``{"caa": vec}`` / ``{("caa", seed): vec}``.
         coeffs: raw strengths (``coeff * v`` is added); 0 is the unsteered model.
         fractions: strengths as fractions of each site's typical token norm (give this or ``coeffs``).
-        scale: ``{site: typical norm}`` for ``fractions`` (default: `steerlab.scale.typical_norm` on
-            ``task.norm_prompts()``).
+        scale: ``{site: typical norm}`` for ``fractions`` (default: `steerlab.scale.typical_norm` on the
+            first `NORM_PROMPTS` of ``task.norm_prompts()``).
         sites: restrict to these sites (default: every site of each vector).
         positions: which tokens are steered (a template kind is resolved by the task).
         controls: number of norm-matched random directions per vector (0: none).
@@ -223,8 +226,8 @@ def sweep(
         if scale is None:
             from steerlab.scale import typical_norm
 
-            scale = typical_norm(backend, task.norm_prompts(), sorted({x for v in every.values() for x in v},
-                                                                      key=lambda x: x.order))  # fmt: skip
+            swept = sorted({x for v in every.values() for x in v}, key=lambda x: x.order)
+            scale = typical_norm(backend, task.norm_prompts()[:NORM_PROMPTS], swept)
         scale = {backend.site(k): float(v) for k, v in scale.items()}
         missing = [str(x) for v in every.values() for x in v if x not in scale]
         if missing:
@@ -238,7 +241,8 @@ def sweep(
         if d == VECTOR or (strength in at and strength != 0.0)
     ]
     reuse = task.can_reuse_prefix and positions.tail is not None
-    by_key = {c.key: c for c in cells}
+    by_key = {c.key: c for c in sorted(cells, key=lambda c: c.strength == 0.0)}  # the unsteered cell last: it
+    # can then reuse the prefix the steered cells cached
 
     def coeff_of(c: Cell) -> float:
         if c.unit == "c" or c.strength == 0.0:

@@ -47,7 +47,8 @@ def test_text_loglik_task_equals_hand_computation(tiny, edited):
     assert gap.example_id.tolist() == ["all"]
     assert gap.value.iloc[0] == pytest.approx((ref[0] + ref[2]) / 2 - (ref[1] + ref[3]) / 2, abs=1e-5)
     toward = df[df.metric == "loglik_toward"]  # the per-text target: its mean is the gap
-    assert toward.value.to_numpy() == pytest.approx([ref[0], -ref[1], ref[2], -ref[3]], abs=1e-5)
+    assert toward.value.to_numpy() == pytest.approx([2 * ref[0], -2 * ref[1], 2 * ref[2], -2 * ref[3]], abs=1e-5)
+    assert toward.value.mean() == pytest.approx(gap.value.iloc[0], abs=1e-6)
     assert toward.label.tolist() == ["1", "0", "1", "0"]
 
 

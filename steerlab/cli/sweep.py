@@ -107,7 +107,9 @@ def sweep(
     site: str = typer.Option(
         "resid_post", "--site", help="Site kind: resid_pre, attn_out, mlp_in, mlp_out or resid_post."
     ),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = typer.Option(
+        32, "--batch-size", min=1, help="Prompts per forward pass (larger batches amortise per-call overhead)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: the best available)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -254,7 +256,7 @@ def run_sweep(
     n_test: int | None = None,
     seed: int = 0,
     site_kind: str = "resid_post",
-    batch_size: int = 16,
+    batch_size: int = 32,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:

@@ -129,11 +129,15 @@ class ChoiceTask(BaseTask):
 
         With ``reuse_prefix``, each batch's tokens before the last ``tail`` (the most any edit touches, at least
         one) run once and are cached; a batch whose shortest prompt is not longer than that runs in full.
+        Without edits, the longest cached tail of a batch is reused (the unsteered cell then costs no extra
+        prefix when it is evaluated after the steered ones, as `steerlab.sweeps.sweep` orders it).
         """
         edits = self.resolve_edits(edits)
         tail = self._tail(edits) if reuse_prefix else 0
         out = []
         for i, b in enumerate(self._batches):
+            if reuse_prefix and not edits:  # unedited: any cached prefix of this batch serves
+                tail = max([t for (j, t) in self._prefixes if j == i], default=tail)
             shortest = b.prompt_len - int(b.n_pad.max())
             if reuse_prefix and tail < shortest:
                 result = self.prefix_forward(i, edits=edits, tail=tail)

@@ -32,8 +32,8 @@ class TextLoglikTask(BaseTask):
 
     Each text's log-likelihood is its mean next-token log-likelihood over its first ``max_tokens`` tokens.
     Rows per text: ``loglik_toward``, the target: ``+loglik`` for label-1 texts and ``-loglik`` for label-0
-    texts, weighted by ``n / (2 n_label)`` so that its mean over the texts is ``loglik_gap`` (a per-text
-    unit for paired intervals; weight 1 on a balanced set); ``loglik_pos`` / ``loglik_neg`` (the plain
+    texts, weighted by ``n / n_label`` so that its mean over the texts is ``loglik_gap`` (a per-text unit
+    for paired intervals; weight 2 on a balanced set); ``loglik_pos`` / ``loglik_neg`` (the plain
     value, by label); ``label`` is ``"1"`` or ``"0"``. One ``loglik_gap`` row (``example_id="all"``): the mean
     over label-1 texts minus the mean over label-0 texts.
     """
@@ -90,7 +90,7 @@ class TextLoglikTask(BaseTask):
         counts = {y: self.labels.count(y) for y in (0, 1)}
         rows = []
         for i, y, v in zip(self.example_ids, self.labels, ll, strict=True):
-            weight = len(self.labels) / (2 * counts[y])
+            weight = len(self.labels) / counts[y]
             rows.append({"example_id": i, "metric": "loglik_toward", "value": (v if y == 1 else -v) * weight,
                          "label": str(y)})  # fmt: skip
             rows.append({"example_id": i, "metric": "loglik_pos" if y == 1 else "loglik_neg", "value": v,
