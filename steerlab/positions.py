@@ -52,7 +52,8 @@ from steerlab.sites import AFTER_INSTRUCTION, ALL, LAST_PROMPT, Positions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_POSITIONS", "ChatLayout", "chat_layout", "default_positions", "prompt_spans", "resolve_positions"]
+__all__ = ["DEFAULT_POSITIONS", "ChatLayout", "assistant_start", "chat_layout", "default_positions", "prompt_spans",
+           "resolve_positions"]
 
 DEFAULT_POSITIONS: dict[str, Positions] = {
     "caa": AFTER_INSTRUCTION,
@@ -147,6 +148,11 @@ def _char_spans(layout: ChatLayout, prompt: str) -> dict[str, tuple[int, int] | 
             f"({layout.head[:40]!r}); format prompts with backend.chat(...)"
         )
     return {"system": system, "user": (user_start, end), "assistant": assistant}
+
+
+def assistant_start(layout: ChatLayout, prompt: str) -> int:
+    """The character where the assistant turn (its header) starts in a formatted prompt."""
+    return _char_spans(layout, prompt)["assistant"][0]
 
 
 def _token_index(tokenizer: Any, prompt: str, add_special: bool) -> Any:

@@ -6,11 +6,14 @@
    (`steerlab.scale.typical_norm`; raw ``coeffs`` stay available, e.g. for PAS's raw-vector scale).
 2. **Validation grid**: every site x strength (small to large, both signs, and 0) on the validation task.
 3. **Orientation** (`steerlab.orientation`): each site is signed so that ``+s`` beats ``-s`` on validation.
-4. **Choice** of site and strength on validation: the cell with the largest oriented validation effect
-   (``select="effect"``) or the largest lower bound of its interval (``select="lower"``, which prefers
-   precise effects). The chosen cell's validation effect is biased upwards by the choice itself (the
-   winner's curse: with many cells, the largest is partly noise), so it is reported only as the reason for
-   the choice; the effect is the test number.
+4. **Choice** of site and strength on validation, among the positive strengths of the oriented vector:
+   ``select="labels"`` (the default for tasks with answer labels): the cell whose *worst* label moves
+   most (the largest minimum over labels of the label's effect), so a cell that only pushes one answer
+   token (one label up, the other down) is not chosen; ``"effect"`` (the default without labels): the
+   largest effect; ``"lower"``: the largest lower bound of the effect's interval (prefers precise
+   effects). The chosen cell's validation effect is biased upwards by the choice itself (the winner's
+   curse: with many cells, the largest is partly noise), so it is reported only as the reason for the
+   choice; the effect is the test number.
 5. **Test**: the oriented vector at the chosen site on the test task: the unsteered cell, the chosen
    strength, and ``controls`` norm-matched random directions at that cell (``control_scope="chosen"``), at
    every strength of the chosen site (``"site"``: a dose-response with bands), or also in every validation
@@ -50,7 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["CONTROL_SCOPES", "ProtocolResult", "SELECTIONS", "evaluate_vector"]
 
 CONTROL_SCOPES = ("chosen", "site", "all")
-SELECTIONS = ("effect", "lower")
+SELECTIONS = ("auto", "labels", "effect", "lower")
+RULES = {"labels": "largest minimum over labels of the validation effect", "effect": "largest validation effect",
+         "lower": "largest lower 95% bound of the validation effect"}
 WINNERS_CURSE = ("the chosen cell's validation effect is the largest of many and so biased upwards (winner's curse); "
                  "only the test effect is an estimate")  # fmt: skip
 
@@ -134,7 +139,7 @@ def evaluate_vector(
     control_scope: str = "chosen",
     control_seed: int = 0,
     orient_at: float | None = None,
-    select: str = "effect",
+    select: str = "auto",
     reference: float | None = None,
     scale: Mapping[Site, float] | None = None,
     out: str | Path | None = None,
@@ -156,7 +161,8 @@ def evaluate_vector(
         control_scope: ``"chosen"``, ``"site"`` or ``"all"`` (see the module docstring).
         control_seed: seed of the random directions.
         orient_at: the orientation strength (default 0.25 of the norm, or the largest +-pair of ``coeffs``).
-        select: ``"effect"`` (largest validation effect) or ``"lower"`` (largest lower bound).
+        select: ``"labels"``, ``"effect"`` or ``"lower"`` (see the module docstring); ``"auto"``: ``"labels"``
+            when the task gives answer labels, else ``"effect"``.
         reference: an effect that matters; an MDE above it turns a null into "underpowered".
         scale: ``{site: typical norm}`` (default: measured on the first `steerlab.sweeps.NORM_PROMPTS`
             validation prompts).
@@ -199,10 +205,18 @@ def evaluate_vector(
     val = _mirror(val, flipped).assign(split="val")
     val_eff = cell_effects(val, metric, reference=reference)
     x = strength_column(val)
-    pos = val_eff[val_eff[x] > 0]
-    order = pos.sort_values(["effect" if select == "effect" else "lo", "layer"], ascending=[False, True],
-                            na_position="last")  # fmt: skip
-    best = order.iloc[0]
+    labelled = "label" in val and val["label"].astype(str).str.len().gt(0).any()
+    select = ("labels" if labelled else "effect") if select == "auto" else select
+    if select == "labels" and not labelled:
+        raise SteerlabError("select='labels' needs a task with answer labels; use select='effect'")
+    val_labels = label_effects(val, metric) if labelled else None
+    pos = val_eff[val_eff[x] > 0].copy()
+    if select == "labels":
+        worst = val_labels.groupby([*CELL, x]).effect.min()
+        pos["score"] = [worst.get((r.method, r.seed, r.site, r.layer, r[x]), np.nan) for _, r in pos.iterrows()]
+    else:
+        pos["score"] = pos["effect" if select == "effect" else "lo"]
+    best = pos.sort_values(["score", "layer"], ascending=[False, True], na_position="last").iloc[0]
     site, chosen = Site(int(best.layer), str(best.site)), float(best[x])
 
     test_strengths = [0.0, chosen] if control_scope == "chosen" else strengths
@@ -213,11 +227,10 @@ def evaluate_vector(
     test_eff = cell_effects(test, metric, reference=reference)
     row = test_eff[test_eff[x] == chosen].iloc[0]
 
-    labelled = "label" in test and test["label"].astype(str).str.len().gt(0).any()
     labels = None
     if labelled:
-        labels = pd.concat([label_effects(val, metric).assign(split="val"),
-                            label_effects(test, metric).assign(split="test")], ignore_index=True)  # fmt: skip
+        labels = pd.concat([val_labels.assign(split="val"), label_effects(test, metric).assign(split="test")],
+                           ignore_index=True)  # fmt: skip
     results = pd.concat([val, test], ignore_index=True)
     effects = pd.concat([val_eff.assign(split="val"), test_eff.assign(split="test")], ignore_index=True)
     ids = val.loc[val.metric == metric, "example_id"].astype(str)
@@ -231,10 +244,10 @@ def evaluate_vector(
         "coeff": float(row.coeff),
         "scale": None if scale is None else float({backend.site(k): v for k, v in scale.items()}[site]),
         "positions": str(positions),
-        "positions_resolved": str(test_task.resolve_positions(positions)),
+        "positions_resolved": _resolved(test_task, positions),
         "orientation": {**evidence[site].to_dict(), "split": "val",
                         "flipped_sites": sorted(str(s) for s in flipped)},  # fmt: skip
-        "selection": {"rule": {"effect": "largest validation effect", "lower": "largest lower 95% bound"}[select],
+        "selection": {"rule": RULES[select], "score": float(best.score),
                       "among": f"{len(pos)} cells ({len(val_eff[list(CELL[2:])].drop_duplicates())} sites x "
                                f"{pos[x].nunique()} positive strengths)",
                       "val_effect": float(best.effect), "val_ci": [float(best.lo), float(best.hi)],
@@ -260,6 +273,13 @@ def evaluate_vector(
     if "pred" in set(test.metric):
         summary.update(_mcq(test, test_task, x, chosen, float(row.base), float(row.steered)))
     return ProtocolResult(results, effects, labels, oriented, _jsonable(summary))
+
+
+def _resolved(task: Any, positions: Positions) -> str:
+    try:
+        return str(task.resolve_positions(positions))
+    except SteerlabError:  # prompts of several formats: resolved batch by batch
+        return "per batch"
 
 
 def _mcq(test: pd.DataFrame, task: Any, x: str, chosen: float, base: float, steered: float) -> dict[str, Any]:

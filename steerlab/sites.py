@@ -162,6 +162,13 @@ class Positions:
         return self.kind in TEMPLATE_KINDS
 
     @property
+    def in_tail(self) -> bool:
+        """True if these positions touch only the prompt's last tokens (and generated ones), so a task may
+        reuse the prompt before them; template kinds ``after_instruction`` and ``assistant`` qualify before
+        they are resolved (their length is known once they are)."""
+        return self.tail is not None or self.kind in ("after_instruction", "assistant")
+
+    @property
     def tail(self) -> int | None:
         """How many of the prompt's last tokens these positions can touch (0: none), or None if they may
         touch earlier ones. A task can run everything before the tail once, unedited, and reuse it."""

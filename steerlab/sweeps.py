@@ -8,8 +8,8 @@
 - **Controls**: with ``controls=k``, every vector gets ``k`` seeded random directions of the same norm at
   each site (`steerlab.controls.random_like`), evaluated at the same strengths (all nonzero ones, or those
   in ``controls_at``); their rows have ``direction = "random:i"``.
-- **Positions** may be a template kind (`steerlab.sites.AFTER_INSTRUCTION`): the task resolves it for its
-  prompts. When the steered positions lie in the prompt's last tokens and the task can (a `ChoiceTask`),
+- **Positions** may be a template kind (`steerlab.sites.AFTER_INSTRUCTION`): the task resolves it for each
+  batch of its prompts. When the steered positions lie in the prompt's last tokens and the task can (a `ChoiceTask`),
   the prompt before them runs once and every cell costs those few tokens per item.
 - **Resume**: with ``out``, every finished cell is written to its own file (atomically) and a rerun with
   the same folder recomputes nothing. ``sweep.json`` records what the numbers depend on; a rerun with
@@ -212,7 +212,8 @@ def sweep(
     at = set(strengths) - {0.0} if controls_at is None else {float(s) for s in controls_at}
     if not at <= set(strengths):
         raise SteerlabError(f"controls_at {sorted(at - set(strengths))} are not among the strengths {strengths}")
-    positions = task.resolve_positions(positions)
+    if positions.needs_template:
+        task.resolve_positions(positions)  # fails early if the task cannot place them (e.g. raw texts)
     chosen = None if sites is None else {backend.site(s) for s in sites}
     every = {(m, s): [site for site in v.sites if chosen is None or site in chosen] for (m, s), v in vecs.items()}
     if not any(every.values()):
@@ -240,7 +241,7 @@ def sweep(
         for strength in strengths
         if d == VECTOR or (strength in at and strength != 0.0)
     ]
-    reuse = task.can_reuse_prefix and positions.tail is not None
+    reuse = task.can_reuse_prefix and positions.in_tail
     by_key = {c.key: c for c in sorted(cells, key=lambda c: c.strength == 0.0)}  # the unsteered cell last: it
     # can then reuse the prefix the steered cells cached
 

@@ -85,10 +85,12 @@ def test_evaluate_vector_summary_matches_the_rows(tiny, tmp_path):
     assert s["n_val"] == s["n_test"] == 12 and s["metric"] == "p_behaviour"
     assert len(calls) == 2 * 4 + 1 + (1 + 1 + 3)  # validation: 2 sites x 4 strengths + 0; test: 0, chosen, 3 random
 
-    # the choice: the largest oriented validation effect among positive strengths
-    val_eff = res.effects[(res.effects.split == "val") & (res.effects.fraction > 0)]
-    best = val_eff.sort_values(["effect", "layer"], ascending=[False, True]).iloc[0]
-    assert (s["site"], s["strength"]) == (f"resid_post.{best.layer}", best.fraction)
+    # the choice (a labelled task): the positive cell whose worst label moves most on validation
+    val_labels = res.labels[(res.labels.split == "val") & (res.labels.fraction > 0)]
+    worst = val_labels.groupby(["layer", "fraction"]).effect.min().reset_index()
+    best = worst.sort_values(["effect", "layer"], ascending=[False, True]).iloc[0]
+    assert (s["site"], s["strength"]) == (f"resid_post.{int(best.layer)}", best.fraction)
+    assert s["selection"]["score"] == pytest.approx(best.effect) and "minimum over labels" in s["selection"]["rule"]
 
     # the test numbers, recomputed from the rows
     t = res.results[(res.results.split == "test") & (res.results.metric == "p_behaviour")]
@@ -107,6 +109,11 @@ def test_evaluate_vector_summary_matches_the_rows(tiny, tmp_path):
     again = []  # a resumed run recomputes nothing and reports the same
     res2 = evaluate_vector(tiny, vector(tiny), val, test, runner=counting_runner(again), **kwargs)
     assert again == [] and res2.summary == s
+
+    by_effect = evaluate_vector(tiny, vector(tiny), val, test, select="effect", **kwargs)  # the same validation cells
+    val_eff = res.effects[(res.effects.split == "val") & (res.effects.fraction > 0)]
+    top = val_eff.sort_values(["effect", "layer"], ascending=[False, True]).iloc[0]
+    assert (by_effect.summary["site"], by_effect.summary["strength"]) == (f"resid_post.{top.layer}", top.fraction)
 
 
 def test_evaluate_vector_on_generations_has_no_labels(tiny):

@@ -62,8 +62,12 @@ class BaseTask:
     def norm_prompts(self) -> list[str]:
         raise NotImplementedError
 
-    def resolve_positions(self, positions: Positions) -> Positions:
-        """Template kinds as a span for this task's prompts (cached); other positions unchanged."""
+    def resolve_positions(self, positions: Positions, prompts: Sequence[str] | None = None) -> Positions:
+        """Template kinds as a span for ``prompts`` (default: all of this task's prompts); others unchanged.
+
+        Tasks resolve per batch of prompts they run together, so prompts of different formats (a Yes/No item
+        and an A/B item) may share a task as long as a batch holds one format.
+        """
         if not positions.needs_template:
             return positions
         if self._chat_prompts is None:
@@ -71,19 +75,23 @@ class BaseTask:
                 f"{type(self).__name__} scores raw texts without a chat template, so positions {positions.kind!r} have "
                 "no meaning here; steer ALL (or a Positions.span)"
             )
+        prompts = tuple(self._chat_prompts if prompts is None else prompts)
         cache = self.__dict__.setdefault("_resolved", {})
-        if positions not in cache:
-            cache[positions] = resolve_positions(positions, self.backend.tokenizer, self._chat_prompts)  # type: ignore[attr-defined]
-        return cache[positions]
+        if (positions, prompts) not in cache:
+            cache[(positions, prompts)] = resolve_positions(positions, self.backend.tokenizer, prompts)  # type: ignore[attr-defined]
+        return cache[(positions, prompts)]
 
-    def resolve_edits(self, edits: Sequence[Edit] | Edit | None) -> list[Edit]:
-        """``edits`` with their positions resolved (see `resolve_positions`)."""
+    def resolve_edits(self, edits: Sequence[Edit] | Edit | None, prompts: Sequence[str] | None = None) -> list[Edit]:
+        """``edits`` with their positions resolved for ``prompts`` (see `resolve_positions`)."""
         if edits is None:
             return []
         if isinstance(edits, Edit):
             edits = [edits]
-        return [e if not e.positions.needs_template else Edit(e.site, e.fn, self.resolve_positions(e.positions))
-                for e in edits]  # fmt: skip
+        out = []
+        for e in edits:
+            out.append(Edit(e.site, e.fn, self.resolve_positions(e.positions, prompts)) if e.positions.needs_template
+                       else e)  # fmt: skip
+        return out
 
 
 def check_reuse(task: BaseTask, reuse_prefix: bool) -> None:

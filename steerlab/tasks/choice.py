@@ -21,6 +21,7 @@ import torch
 
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
+from steerlab.positions import assistant_start, chat_layout
 from steerlab.prompts import LETTERS, answer_stem, choice_setup, mcq_setup
 from steerlab.sites import Batch, Prefix
 from steerlab.tasks.base import BaseTask
@@ -56,6 +57,7 @@ class ChoiceTask(BaseTask):
     labels: list[str] | None = None
     can_reuse_prefix: ClassVar[bool] = True
     _batches: list[Batch] = field(default_factory=list, repr=False)
+    _rows: list[list[int]] = field(default_factory=list, repr=False)
     _prefixes: dict[tuple[int, int], Prefix] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,10 +68,23 @@ class ChoiceTask(BaseTask):
         if self.labels is not None and len(self.labels) != len(self.prompts):
             raise SteerlabError(f"{len(self.labels)} labels for {len(self.prompts)} prompts; give one label per item")
         self._chat_prompts = self.prompts
-        self._batches = [
-            self.backend.tokenize(self.prompts[i : i + self.batch_size])
-            for i in range(0, len(self.prompts), self.batch_size)
-        ]
+        self._set_batches()
+
+    def _set_batches(self) -> None:
+        """Batches of rows that share the assistant turn's text (header and answer prefix): template positions
+        are resolved per batch, so an A/B item and a Yes/No item never share one; one format keeps its order."""
+        keys = [""] * len(self.prompts)
+        if self._chat_prompts is not None:
+            try:
+                layout = chat_layout(self.backend.tokenizer)
+                keys = [p[assistant_start(layout, p) :] for p in self.prompts]
+            except SteerlabError:  # prompts not in the template's format: one group
+                pass
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        self._rows = [g[i : i + self.batch_size] for g in groups.values() for i in range(0, len(g), self.batch_size)]
+        self._batches = [self.backend.tokenize([self.prompts[i] for i in rows]) for rows in self._rows]
 
     @classmethod
     def from_pairs(
@@ -92,6 +107,7 @@ class ChoiceTask(BaseTask):
                    [LETTERS[t] for t in targets])  # fmt: skip
         if not chat:
             task._chat_prompts = None
+            task._set_batches()
         return task
 
     @property
@@ -125,24 +141,25 @@ class ChoiceTask(BaseTask):
         return max([1, *tails])
 
     def last_logits(self, edits=(), *, reuse_prefix: bool = False) -> list[torch.Tensor]:
-        """Next-token logits at the last prompt position, one ``[batch, vocab]`` tensor per batch.
+        """Next-token logits at the last prompt position, one ``[batch, vocab]`` tensor per batch (batch ``i``
+        holds the items ``self._rows[i]``: items are batched by format, in order within a format).
 
         With ``reuse_prefix``, each batch's tokens before the last ``tail`` (the most any edit touches, at least
         one) run once and are cached; a batch whose shortest prompt is not longer than that runs in full.
         Without edits, the longest cached tail of a batch is reused (the unsteered cell then costs no extra
         prefix when it is evaluated after the steered ones, as `steerlab.sweeps.sweep` orders it).
         """
-        edits = self.resolve_edits(edits)
-        tail = self._tail(edits) if reuse_prefix else 0
         out = []
         for i, b in enumerate(self._batches):
-            if reuse_prefix and not edits:  # unedited: any cached prefix of this batch serves
+            batch_edits = self.resolve_edits(edits, self._batch_prompts(i))
+            tail = self._tail(batch_edits) if reuse_prefix else 0
+            if reuse_prefix and not batch_edits:  # unedited: any cached prefix of this batch serves
                 tail = max([t for (j, t) in self._prefixes if j == i], default=tail)
             shortest = b.prompt_len - int(b.n_pad.max())
             if reuse_prefix and tail < shortest:
-                result = self.prefix_forward(i, edits=edits, tail=tail)
+                result = self.prefix_forward(i, edits=batch_edits, tail=tail)
             else:
-                result = self.backend.forward(b, edits=edits)
+                result = self.backend.forward(b, edits=batch_edits)
             out.append(result.logits[:, -1].float())
         return out
 
@@ -155,12 +172,19 @@ class ChoiceTask(BaseTask):
         if extra is not None:
             ids = torch.cat([ids, extra.to(ids.device, ids.dtype)], dim=1)
             mask = torch.cat([mask, torch.ones_like(extra, dtype=mask.dtype, device=mask.device)], dim=1)
-        edits = self.resolve_edits(edits)
+        edits = self.resolve_edits(edits, self._batch_prompts(index))
         return self.backend.forward(Batch(ids, mask), prefix=self._prefix(index, tail), edits=edits, record=record)
+
+    def _batch_prompts(self, index: int) -> list[str] | None:
+        if self._chat_prompts is None:
+            return None
+        return [self.prompts[i] for i in self._rows[index]]
 
     def evaluate(self, edits=(), *, reuse_prefix: bool = False) -> pd.DataFrame:
         """Per-example rows ``example_id, metric, value`` (and ``label``) under ``edits``."""
-        logits = torch.cat(self.last_logits(edits, reuse_prefix=reuse_prefix)).cpu()
+        stacked = torch.cat(self.last_logits(edits, reuse_prefix=reuse_prefix)).cpu()
+        logits = torch.empty_like(stacked)
+        logits[torch.tensor([i for rows in self._rows for i in rows])] = stacked  # back to the items' order
         rows = []
         for i, (cands, target) in enumerate(zip(self.candidates, self.targets, strict=True)):
             lg = logits[i, cands]

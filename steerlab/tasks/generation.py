@@ -87,12 +87,12 @@ class GenerationTask(BaseTask):
 
     def generate(self, edits: Sequence[Edit] = ()) -> list[str]:
         """The generated continuations under ``edits`` (special tokens removed), one per prompt."""
-        edits = self.resolve_edits(edits)
         texts: list[str] = []
         starts = range(0, len(self.formatted), self.batch_size)
         for start in tqdm(starts, desc="generate", disable=not self.progress):
             chunk = self.formatted[start : start + self.batch_size]
-            texts += self.backend.generate(chunk, edits=edits, max_new_tokens=self.max_new_tokens)
+            chunk_edits = self.resolve_edits(edits, chunk if self.chat else None)
+            texts += self.backend.generate(chunk, edits=chunk_edits, max_new_tokens=self.max_new_tokens)
         return texts
 
     def evaluate(self, edits: Sequence[Edit] = (), *, reuse_prefix: bool = False) -> pd.DataFrame:
