@@ -108,7 +108,7 @@ def chat_layout(tokenizer: Any) -> ChatLayout:
     else:
         header = "Assistant:"
     if not header or not tail.endswith(header):
-        header = ""
+        header = tail  # the opened turn is not marked apart (Llama-2: " [/INST]"): all of it heads the reply
     close = tail[: len(tail) - len(header)]
     system_head = system_to_user = None
     try:
@@ -212,6 +212,11 @@ def resolve_positions(positions: Positions, tokenizer: Any, prompts: Sequence[st
     if positions.kind in ("after_instruction", "assistant"):
         sizes = [n - s["assistant"][0] for n, s in zip(lengths, spans, strict=True)]
         back = _agree(sizes, "the assistant turn's length", prompts)
+        if back == 0:  # the header merged into the user turn's last token: only generated tokens remain
+            if positions.kind == "assistant":
+                raise SteerlabError("the assistant turn has no token of its own in these prompts; steer "
+                                    "AFTER_INSTRUCTION (its generated tokens)")
+            return Positions.window()
         return Positions.span(-back, generated=positions.kind == "after_instruction")
     if positions.kind == "user":
         start = _agree([s["user"][0] for s in spans], "where the user turn starts", prompts)

@@ -199,6 +199,48 @@ class Positions:
         extra = "+generated" if self.generated or self.kind == "from" else ""
         return f"prompt[{self.start}:{stop}]{extra}"
 
+    def _intervals(self, prompt_len: int) -> list[tuple[float, float]] | None:
+        """The absolute positions covered, as half-open intervals, if they do not depend on the padding."""
+        inf = float("inf")
+        generated = [(prompt_len, inf)] if self.kind in ("all", "from") or self.generated else []
+        if self.kind == "all":
+            return [(0, inf)]
+        if self.kind == "prompt":
+            return [(0, prompt_len)]
+        if self.kind == "last_prompt":
+            return [(prompt_len - 1, prompt_len)]
+        if self.kind == "generated":
+            return [(prompt_len + self.start, inf if self.stop is None else prompt_len + self.stop)]
+        if self.start >= 0 or (self.stop is not None and self.stop >= 0):
+            return None  # counted from each row's first token
+        stop = prompt_len if self.kind == "from" or self.stop is None else prompt_len + self.stop
+        return [(prompt_len + self.start, stop), *generated]
+
+    def cover(self, offset: int, length: int, prompt_len: int) -> str | None:
+        """``"all"`` or ``"none"`` when these positions cover every or no position of ``[offset, offset + length)``
+        in every row, whatever the padding; None when it takes a mask. Python ints only, so a backend can decide
+        without a device sync (a decode step is all or nothing)."""
+        if self.needs_template:
+            self.mask(offset, length, prompt_len, torch.zeros(1, dtype=torch.long))  # raises the clear error
+        end = offset + length
+        intervals = self._intervals(prompt_len)
+        if intervals is None:
+            if offset < prompt_len:
+                return None
+            generated = self.kind == "from" or self.generated
+            intervals = [(prompt_len, float("inf"))] if generated else []
+        merged: list[list[float]] = []
+        for lo, hi in sorted(intervals):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        if any(lo <= offset and end <= hi for lo, hi in merged):
+            return "all"
+        if all(end <= lo or hi <= offset for lo, hi in merged):
+            return "none"
+        return None
+
     def mask(
         self, offset: int, length: int, prompt_len: int, n_pad: Int[Tensor, " batch"]
     ) -> Bool[Tensor, "batch pos"]:

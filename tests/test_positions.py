@@ -107,6 +107,37 @@ def test_system_positions_need_a_system_turn(tok):
         resolve_positions(SYSTEM, tok, [format_chat(tok, "Hi")])
 
 
+def test_a_template_without_a_separate_header_steers_from_the_end_of_the_user_text(tok):
+    """Llama-2 style: ``[INST] question [/INST]``, the generation prompt adds nothing: " [/INST]" heads the reply."""
+    tok.chat_template = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    prompt = format_chat(tok, "Hi you")
+    assert prompt == "[INST] Hi you [/INST]"
+    assert prompt_spans(tok, prompt) == {"system": None, "user": (7, 13), "assistant": (13, 21)}
+    assert resolve_positions(AFTER_INSTRUCTION, tok, [prompt]) == Positions.span(-8, generated=True)
+
+
+KINDS = [ALL, LAST_PROMPT, Positions("prompt"), Positions.window(), Positions.window(1, 3), Positions.from_index(2),
+         Positions.from_index(-3), Positions.span(-4), Positions.span(-4, generated=True), Positions.span(-5, -2),
+         Positions.span(1, -2), Positions.span(2, 4, generated=True)]  # fmt: skip
+
+
+@pytest.mark.parametrize("positions", KINDS)
+def test_cover_agrees_with_the_mask(positions):
+    """A backend may skip the mask when `cover` says all or none: it must never disagree with the mask."""
+    prompt_len, n_pad = 8, torch.tensor([0, 3])
+    for offset in range(0, 12):
+        for length in (1, 2, 8):
+            mask = positions.mask(offset, length, prompt_len, n_pad)
+            cover = positions.cover(offset, length, prompt_len)
+            real = torch.arange(offset, offset + length).unsqueeze(0) >= n_pad.unsqueeze(1)
+            if cover == "all":
+                assert mask[real].all(), (offset, length)
+            elif cover == "none":
+                assert not mask.any(), (offset, length)
+    assert ALL.cover(0, 8, 8) == "all" and Positions.window().cover(8, 1, 8) == "all"
+    assert Positions.span(-4).cover(8, 1, 8) == "none" and Positions.span(1, -2).cover(0, 8, 8) is None
+
+
 def test_positions_values():
     assert LAST_PROMPT.tail == 1 and ALL.tail is None and Positions.window(2, 5).tail == 0
     assert Positions.span(2, -3).tail is None and Positions.from_index(-3).tail == 3

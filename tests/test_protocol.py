@@ -142,3 +142,44 @@ def test_evaluate_vector_refuses_bad_options(tiny):
         evaluate_vector(tiny, vector(tiny), task, task, coeffs=[-1, 1])
     with pytest.raises(SteerlabError, match="no \\+s/-s pair"):
         evaluate_vector(tiny, vector(tiny), task, task, fractions=None, coeffs=[0, 1, 2])
+
+
+# ------------------------------------------------------------------------------------------ the real model
+
+
+@pytest.mark.slow
+def test_protocol_on_the_embedded_model(real, tmp_path):
+    """SmolLM2 on a persona trait: template spans from its tokenizer, then the whole protocol, its numbers
+    consistent with its rows."""
+    from steerlab import data
+    from steerlab.extraction import extract
+    from steerlab.positions import prompt_spans
+    from steerlab.sites import AFTER_INSTRUCTION
+    from steerlab.tasks import answer_label
+    from steerlab.verdicts import VERDICTS
+
+    prompt = real.chat("Is the sky blue?")
+    spans = prompt_spans(real.tokenizer, prompt)
+    ids = real.tokenize(prompt).input_ids[0].tolist()
+    text = {k: real.tokenizer.decode(ids[a:b]) for k, (a, b) in spans.items()}
+    assert text == {"system": "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+                    "user": "Is the sky blue?", "assistant": "<|im_start|>assistant\n"}  # fmt: skip
+
+    pairs = data.load_persona("psychopathy")
+    train, val, test = data.stratified_split(pairs, (0.6, 0.2, 0.2), key=lambda p: answer_label(p.positive),
+                                             balance=True)  # fmt: skip
+    vec = extract(real, train[:120], [Site(12)], progress=False)
+    res = evaluate_vector(real, vec, ChoiceTask.from_pairs(real, val[:48], batch_size=48),
+                          ChoiceTask.from_pairs(real, test[:48], batch_size=48), positions=AFTER_INSTRUCTION,
+                          fractions=[-0.5, -0.25, 0, 0.25, 0.5], controls=4, out=tmp_path, progress=False)  # fmt: skip
+    s = res.summary
+    assert s["positions_resolved"] == f"prompt[-{spans['assistant'][1] - spans['assistant'][0]}:]+generated"
+    assert s["n_val"] == s["n_test"] == 48 and set(s["per_label"]) == {"Yes", "No"}
+    assert s["verdict_label"] in VERDICTS and s["orientation"]["n"] == 48
+    t = res.results[(res.results.split == "test") & (res.results.metric == "p_behaviour")]
+    base = t[t.fraction == 0].set_index("example_id").value
+    steered = t[(t.fraction == s["strength"]) & (t.direction == "vector")].set_index("example_id").value
+    diff = (steered - base).to_numpy()
+    assert s["effect"] == pytest.approx(diff.mean(), abs=1e-9)
+    assert s["mde"] == pytest.approx(mde_paired(48, float(np.std(diff, ddof=1))), abs=1e-12)
+    assert s["baseline"] == pytest.approx(base.mean(), abs=1e-9)
