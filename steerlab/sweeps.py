@@ -65,6 +65,11 @@ thousands of tokens, which more prompts would not change."""
 FORMAT = 2  # sweep folder layout version (cells keyed by direction and strength unit)
 
 Runner = Callable[..., dict]
+EditMaker = Callable[[Site, torch.Tensor, float, Positions], list]
+
+
+def _add(site: Site, direction: torch.Tensor, coeff: float, positions: Positions) -> list:
+    return steer({site: direction}, coeff, positions=positions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +189,7 @@ def sweep(
     control_seed: int = 0,
     out: str | Path | None = None,
     runner: Runner | None = None,
+    edit: EditMaker | None = None,
     progress: bool = True,
     on_cell: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
@@ -203,6 +209,9 @@ def sweep(
         control_seed: seed of the random directions.
         out: a folder; each finished cell is saved there and a rerun resumes from what was saved.
         runner: runs the cells (default `run_serial`); see the module docstring.
+        edit: builds a cell's edits, ``edit(site, direction, coeff, positions) -> list[Edit]`` (default: add
+            ``coeff * direction``, `steerlab.interventions.add`), e.g. to clamp an SAE latent or to steer
+            through another operation; strength 0 is the unsteered model and is never passed to it.
         on_cell: called with each computed cell's key (tests use it to count recomputation).
     """
     vecs = _normalise_vectors(vectors)
@@ -258,7 +267,8 @@ def sweep(
         if c.strength == 0.0:
             return task.evaluate(reuse_prefix=reuse)
         vec = directions[(c.method, c.seed, c.direction)]
-        return task.evaluate(steer({c.site: vec[c.site]}, coeff_of(c), positions=positions), reuse_prefix=reuse)
+        edits = (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
+        return task.evaluate(edits, reuse_prefix=reuse)
 
     folder = Path(out) if out is not None else None
     store = MemoryStore() if folder is None else _open_folder(folder, backend, task, positions, unit, scale, directions)

@@ -244,3 +244,20 @@ def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
     assert isinstance(seen["store"], FolderStore) and seen["keys"][-1] == "base"  # the unsteered cell last
     assert len(seen["keys"]) == 5 and set(seen["store"].done(seen["keys"])) == set(seen["keys"])
     assert len(df) == 2 * 3 * len(PAIRS) * 2
+
+
+def test_a_custom_edit_builds_each_cell(tiny):
+    from steerlab.interventions import clamp
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    vec = vector(tiny, layers=(1,))
+    seen = []
+
+    def clamped(site, direction, coeff, positions):
+        seen.append(coeff)
+        return [clamp(site, direction, coeff, positions)]
+
+    df = sweep(tiny, vec, task, coeffs=[0, 2.0], edit=clamped, progress=False)
+    assert seen == [2.0]  # strength 0 is the unsteered model, never passed to the edit
+    expected = task.evaluate([clamp(Site(1), vec[Site(1)], 2.0)])
+    assert df[df.coeff == 2.0].value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-6)
