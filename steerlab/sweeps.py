@@ -9,13 +9,14 @@
   each site (`steerlab.controls.random_like`), evaluated at the same strengths (all nonzero ones, or those
   in ``controls_at``); their rows have ``direction = "random:i"``.
 - **Positions** may be a template kind (`steerlab.sites.AFTER_INSTRUCTION`): the task resolves it for each
-  batch of its prompts. When the steered positions lie in the prompt's last tokens and the task can (a `ChoiceTask`),
-  the prompt before them runs once and every cell costs those few tokens per item.
+  batch of its prompts. When the steered positions lie in the prompt's last tokens and the task can (a
+  `ChoiceTask`), the prompt before them runs once and every cell costs those few tokens per item.
 - **Resume**: with ``out``, every finished cell is written to its own file (atomically) and a rerun with
   the same folder recomputes nothing. ``sweep.json`` records what the numbers depend on; a rerun with
-  another model, task, positions, strength unit, scale or vector is refused. ``runner`` is the seam for
-  several workers on one folder: ``runner(store, keys, compute, progress=..., on_cell=...) -> {key: frame}``
-  with a ``store`` that has ``done(keys)`` and ``write(key, frame)`` (`run_serial` is the default).
+  another model, task, positions, strength unit, scale, edit builder (by name) or vector is refused.
+  ``runner`` is the seam for several workers on one folder: ``runner(store, keys, compute, progress=...,
+  on_cell=...) -> {key: frame}`` with a ``store`` that has ``done(keys)`` and ``write(key, frame)``
+  (`run_serial` is the default).
 
 Output: a tidy DataFrame with `SWEEP_COLUMNS` (one row per example, cell and metric), plus ``label`` and
 ``text`` when the task gives them. `sweep_effect`, `layer_scores` and `choose_layer` read it;
@@ -271,7 +272,9 @@ def sweep(
         return task.evaluate(edits, reuse_prefix=reuse)
 
     folder = Path(out) if out is not None else None
-    store = MemoryStore() if folder is None else _open_folder(folder, backend, task, positions, unit, scale, directions)
+    edit_name = "add" if edit is None else getattr(edit, "__qualname__", type(edit).__name__)
+    store = MemoryStore() if folder is None else _open_folder(folder, backend, task, positions, unit, scale,
+                                                              directions, edit_name)  # fmt: skip
     done = (runner or run_serial)(store, list(by_key), compute, progress=progress, on_cell=on_cell)
     frames = []
     for c in cells:
@@ -296,7 +299,8 @@ def _label_text(value) -> str:
     return str(value)
 
 
-def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, unit: str, scale, directions):
+def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, unit: str, scale, directions,
+                 edit: str):  # fmt: skip
     """Create or resume a sweep folder; refuses to mix results of different sweeps."""
     store = FolderStore(folder)
     meta = {
@@ -305,6 +309,7 @@ def _open_folder(folder: Path, backend: Backend, task: Task, positions: Position
         "task": task.fingerprint(),
         "positions": repr(positions),
         "unit": {"c": "coeff", "f": "fraction"}[unit],
+        "edit": edit,
         "scale": None if scale is None else {str(k): v for k, v in sorted(scale.items(), key=lambda x: x[0].order)},
         "vectors": {f"{m}|{s}|{d}": dataset_hash([v[site].tolist() for site in v.sites])
                     for (m, s, d), v in directions.items()},
@@ -315,7 +320,7 @@ def _open_folder(folder: Path, backend: Backend, task: Task, positions: Position
         if old.get("format") != FORMAT:
             raise SteerlabError(f"{folder} holds a sweep written by an older steerlab (another cell layout); "
                                 "use another output folder or delete it")  # fmt: skip
-        clash = [k for k in ("model", "task", "positions", "unit") if old.get(k) != meta[k]]
+        clash = [k for k in ("model", "task", "positions", "unit", "edit") if old.get(k) != meta[k]]
         if old.get("scale") and meta["scale"]:
             shared = set(old["scale"]) & set(meta["scale"])
             clash += ["scale"] if any(not math.isclose(old["scale"][k], meta["scale"][k], rel_tol=1e-6)

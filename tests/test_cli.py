@@ -392,3 +392,10 @@ def test_notebook_without_kernel_metadata_raises(tmp_path):
     nb = make_notebook(tmp_path / "05_nometa.ipynb", metadata=False)
     with pytest.raises(SteerlabError, match="kernelspec"):
         check_notebook(nb)
+
+
+def test_the_cli_default_fractions_are_the_librarys():
+    from steerlab.cli.sweep import DEFAULT_FRACTIONS
+    from steerlab.scale import DEFAULT_FRACTIONS as LIBRARY
+
+    assert parse_coeffs(DEFAULT_FRACTIONS) == sorted(LIBRARY)
