@@ -189,7 +189,7 @@ def test_fractions_are_the_typical_norm_times_the_fraction(tiny):
         coeff = 0.5 * scale[site] / float(vec[site].norm())
         assert cell.coeff.unique() == pytest.approx([coeff], rel=1e-6)  # |coeff * v| = 0.5 * T
         expected = task.evaluate(steer({site: vec[site]}, coeff))
-        assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-6)
+        assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)  # float32 logits
     assert df[df.fraction == 0].coeff.eq(0).all() and set(df.direction) == {"vector"}
     with pytest.raises(SteerlabError, match="exactly one of coeffs"):
         sweep(tiny, vec, task, coeffs=[1], fractions=[0.5], progress=False)
@@ -215,7 +215,7 @@ def test_random_controls_are_norm_matched_seeded_and_at_the_same_strength(tiny, 
             vcell = df[(df.direction == "vector") & (df.layer == site.layer) & (df.fraction == 0.5)]
             assert cell.coeff.iloc[0] == pytest.approx(vcell.coeff.iloc[0], rel=1e-6)  # same norm, same strength
             expected = task.evaluate(steer({site: rnd[site]}, float(cell.coeff.iloc[0])))
-            assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-6)
+            assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)
     assert all(torch.equal(a[s], b[s]) for a, b in zip(randoms, random_like(vec, 3, seed=7), strict=True)
                for s in vec.sites)  # fmt: skip
     assert not torch.equal(randoms[0][Site(0)], random_like(vec, 3, seed=8)[0][Site(0)])
@@ -260,4 +260,4 @@ def test_a_custom_edit_builds_each_cell(tiny):
     df = sweep(tiny, vec, task, coeffs=[0, 2.0], edit=clamped, progress=False)
     assert seen == [2.0]  # strength 0 is the unsteered model, never passed to the edit
     expected = task.evaluate([clamp(Site(1), vec[Site(1)], 2.0)])
-    assert df[df.coeff == 2.0].value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-6)
+    assert df[df.coeff == 2.0].value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)
