@@ -197,7 +197,7 @@ def toward_chance(
     Example:
         >>> f = pd.DataFrame({"base": [0.2, 0.25, 0.35, 0.4], "chance": 0.25, "delta": [0.04, 0.0, -0.08, -0.1]})
         >>> round(toward_chance(f)["slope"], 2)
-        -0.76
+        -0.72
     """
     for col in (base, chance, delta):
         if col not in frame:
