@@ -6,12 +6,14 @@
    (`steerlab.scale.typical_norm`; raw ``coeffs`` stay available, e.g. for PAS's raw-vector scale).
 2. **Validation grid**: every site x strength (small to large, both signs, and 0) on the validation task.
 3. **Orientation** (`steerlab.orientation`): each site is signed so that ``+s`` beats ``-s`` on validation.
-4. **Choice** of site and strength on validation, among the positive strengths of the oriented vector:
-   ``select="labels"`` (the default for tasks with answer labels): the cell whose *worst* label moves
-   most (the largest minimum over labels of the label's effect), so a cell that only pushes one answer
-   token (one label up, the other down) is not chosen; ``"effect"`` (the default without labels): the
-   largest effect; ``"lower"``: the largest lower bound of the effect's interval (prefers precise
-   effects). The chosen cell's validation effect is biased upwards by the choice itself (the winner's
+4. **Choice** of site and strength on validation, among the nonzero strengths of the oriented vector
+   (``sides="both"``, the default: a vector that can only lower the metric, e.g. sentiment from an already
+   positive baseline, steers too; ``sides="positive"``: only strengths that raise it). Scores, in the
+   cell's own direction: ``select="labels"`` (the default for tasks with answer labels): the cell whose
+   *worst* label moves most that way (the largest minimum over labels), so a cell that only pushes one
+   answer token (one label up, the other down) is not chosen; ``"effect"`` (the default without labels):
+   the largest effect; ``"lower"``: the interval bound nearest 0 farthest from it (prefers precise
+   effects). The chosen cell's validation effect is biased away from 0 by the choice itself (the winner's
    curse: with many cells, the largest is partly noise), so it is reported only as the reason for the
    choice; the effect is the test number.
 5. **Test**: the oriented vector at the chosen site on the test task: the unsteered cell, the chosen
@@ -54,10 +56,11 @@ __all__ = ["CONTROL_SCOPES", "ProtocolResult", "SELECTIONS", "evaluate_vector"]
 
 CONTROL_SCOPES = ("chosen", "site", "all")
 SELECTIONS = ("auto", "labels", "effect", "lower")
-RULES = {"labels": "largest minimum over labels of the validation effect", "effect": "largest validation effect",
-         "lower": "largest lower 95% bound of the validation effect"}
-WINNERS_CURSE = ("the chosen cell's validation effect is the largest of many and so biased upwards (winner's curse); "
-                 "only the test effect is an estimate")  # fmt: skip
+RULES = {"labels": "largest minimum over labels of the validation effect (in the cell's direction)",
+         "effect": "largest validation effect (in size)", "lower": "95% bound nearest 0 farthest from 0"}
+SIDES = ("both", "positive")
+WINNERS_CURSE = ("the chosen cell's validation effect is the largest of many and so biased away from 0 (winner's "
+                 "curse); only the test effect is an estimate")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -140,6 +143,7 @@ def evaluate_vector(
     control_seed: int = 0,
     orient_at: float | None = None,
     select: str = "auto",
+    sides: str = "both",
     reference: float | None = None,
     scale: Mapping[Site, float] | None = None,
     out: str | Path | None = None,
@@ -163,6 +167,7 @@ def evaluate_vector(
         orient_at: the orientation strength (default 0.25 of the norm, or the largest +-pair of ``coeffs``).
         select: ``"labels"``, ``"effect"`` or ``"lower"`` (see the module docstring); ``"auto"``: ``"labels"``
             when the task gives answer labels, else ``"effect"``.
+        sides: ``"both"`` (negative strengths of the oriented vector may be chosen) or ``"positive"``.
         reference: an effect that matters; an MDE above it turns a null into "underpowered".
         scale: ``{site: typical norm}`` (default: measured on the first `steerlab.sweeps.NORM_PROMPTS`
             validation prompts).
@@ -179,6 +184,8 @@ def evaluate_vector(
         (one line), ``verdict_label``; for MCQ also ``letter_distribution`` and ``chance``.
     """
     _check(controls, control_scope, select)
+    if sides not in SIDES:
+        raise SteerlabError(f"unknown sides {sides!r}; valid: {', '.join(SIDES)}")
     if (fractions is None) == (coeffs is None):
         raise SteerlabError("give exactly one of fractions (default) and coeffs (raw strengths; pass fractions=None)")
     unit = "fraction" if fractions is not None else "coeff"
@@ -210,12 +217,17 @@ def evaluate_vector(
     if select == "labels" and not labelled:
         raise SteerlabError("select='labels' needs a task with answer labels; use select='effect'")
     val_labels = label_effects(val, metric) if labelled else None
-    pos = val_eff[val_eff[x] > 0].copy()
-    if select == "labels":
-        worst = val_labels.groupby([*CELL, x]).effect.min()
-        pos["score"] = [worst.get((r.method, r.seed, r.site, r.layer, r[x]), np.nan) for _, r in pos.iterrows()]
+    pos = val_eff[(val_eff[x] > 0) | ((val_eff[x] < 0) & (sides == "both"))].copy()
+    way = np.sign(pos["effect"]).replace(0, 1) if sides == "both" else pd.Series(1.0, index=pos.index)
+    if select == "labels":  # the weakest label's move in the cell's direction
+        keys = [*CELL, x]
+        low, high = (val_labels.groupby(keys).effect.agg(f) for f in ("min", "max"))
+        pos["score"] = [low.get(k, np.nan) if w > 0 else -high.get(k, np.nan)
+                        for k, w in zip(pos[keys].itertuples(index=False, name=None), way, strict=True)]  # fmt: skip
+    elif select == "effect":
+        pos["score"] = way * pos["effect"]
     else:
-        pos["score"] = pos["effect" if select == "effect" else "lo"]
+        pos["score"] = np.where(way > 0, pos["lo"], -pos["hi"])
     best = pos.sort_values(["score", "layer"], ascending=[False, True], na_position="last").iloc[0]
     site, chosen = Site(int(best.layer), str(best.site)), float(best[x])
 
@@ -249,7 +261,7 @@ def evaluate_vector(
                         "flipped_sites": sorted(str(s) for s in flipped)},  # fmt: skip
         "selection": {"rule": RULES[select], "score": float(best.score),
                       "among": f"{len(pos)} cells ({len(val_eff[list(CELL[2:])].drop_duplicates())} sites x "
-                               f"{pos[x].nunique()} positive strengths)",
+                               f"{pos[x].nunique()} {'nonzero' if sides == 'both' else 'positive'} strengths)",
                       "val_effect": float(best.effect), "val_ci": [float(best.lo), float(best.hi)],
                       "note": WINNERS_CURSE},  # fmt: skip
         "baseline": float(row.base),

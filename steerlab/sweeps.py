@@ -320,6 +320,7 @@ def _open_folder(folder: Path, backend: Backend, task: Task, positions: Position
         if old.get("format") != FORMAT:
             raise SteerlabError(f"{folder} holds a sweep written by an older steerlab (another cell layout); "
                                 "use another output folder or delete it")  # fmt: skip
+        old.setdefault("edit", "add")  # folders written before the edit builder was recorded
         clash = [k for k in ("model", "task", "positions", "unit", "edit") if old.get(k) != meta[k]]
         if old.get("scale") and meta["scale"]:
             shared = set(old["scale"]) & set(meta["scale"])

@@ -3,6 +3,7 @@
 from types import SimpleNamespace as NS
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -85,12 +86,16 @@ def test_evaluate_vector_summary_matches_the_rows(tiny, tmp_path):
     assert s["n_val"] == s["n_test"] == 12 and s["metric"] == "p_behaviour"
     assert len(calls) == 2 * 4 + 1 + (1 + 1 + 3)  # validation: 2 sites x 4 strengths + 0; test: 0, chosen, 3 random
 
-    # the choice (a labelled task): the positive cell whose worst label moves most on validation
-    val_labels = res.labels[(res.labels.split == "val") & (res.labels.fraction > 0)]
-    worst = val_labels.groupby(["layer", "fraction"]).effect.min().reset_index()
-    best = worst.sort_values(["effect", "layer"], ascending=[False, True]).iloc[0]
+    # the choice (a labelled task): the cell whose worst label moves most in the cell's own direction
+    val_labels = res.labels[(res.labels.split == "val") & (res.labels.fraction != 0)]
+    val_eff = res.effects[(res.effects.split == "val") & (res.effects.fraction != 0)].set_index(["layer", "fraction"])
+    by_cell = val_labels.groupby(["layer", "fraction"]).effect
+    way = np.sign(val_eff.effect)
+    score = pd.Series(np.where(way.reindex(by_cell.min().index) > 0, by_cell.min(), -by_cell.max()),
+                      index=by_cell.min().index).rename("score").reset_index()  # fmt: skip
+    best = score.sort_values(["score", "layer"], ascending=[False, True]).iloc[0]
     assert (s["site"], s["strength"]) == (f"resid_post.{int(best.layer)}", best.fraction)
-    assert s["selection"]["score"] == pytest.approx(best.effect) and "minimum over labels" in s["selection"]["rule"]
+    assert s["selection"]["score"] == pytest.approx(best.score) and "minimum over labels" in s["selection"]["rule"]
 
     # the test numbers, recomputed from the rows
     t = res.results[(res.results.split == "test") & (res.results.metric == "p_behaviour")]
@@ -110,10 +115,14 @@ def test_evaluate_vector_summary_matches_the_rows(tiny, tmp_path):
     res2 = evaluate_vector(tiny, vector(tiny), val, test, runner=counting_runner(again), **kwargs)
     assert again == [] and res2.summary == s
 
-    by_effect = evaluate_vector(tiny, vector(tiny), val, test, select="effect", **kwargs)  # the same validation cells
-    val_eff = res.effects[(res.effects.split == "val") & (res.effects.fraction > 0)]
+    by_effect = evaluate_vector(tiny, vector(tiny), val, test, select="effect", sides="positive", **kwargs)
+    val_eff = res.effects[(res.effects.split == "val") & (res.effects.fraction > 0)]  # the same validation cells
     top = val_eff.sort_values(["effect", "layer"], ascending=[False, True]).iloc[0]
     assert (by_effect.summary["site"], by_effect.summary["strength"]) == (f"resid_post.{top.layer}", top.fraction)
+    both = evaluate_vector(tiny, vector(tiny), val, test, select="effect", **kwargs)
+    every = res.effects[(res.effects.split == "val") & (res.effects.fraction != 0)]
+    biggest = every.assign(size=every.effect.abs()).sort_values(["size", "layer"], ascending=[False, True]).iloc[0]
+    assert both.summary["strength"] == biggest.fraction
 
 
 def test_evaluate_vector_on_generations_has_no_labels(tiny):

@@ -55,6 +55,11 @@ class Eval(StrEnum):
     generate = "generate"
 
 
+class Sides(StrEnum):
+    both = "both"
+    positive = "positive"
+
+
 class Scope(StrEnum):
     chosen = "chosen"
     site = "site"
@@ -100,6 +105,9 @@ def sweep(
     orient_at: float | None = typer.Option(
         None, "--orient-at", help="Strength at which +s and -s are compared to orient (default 0.25 of the norm)."
     ),
+    sides: Sides = typer.Option(
+        Sides.both, "--sides", help="Choose among both signs of the oriented vector, or positive strengths only."
+    ),
     n_train: int | None = typer.Option(None, "--n-train", min=1, help="Cap on training records (60% split)."),
     n_val: int | None = typer.Option(None, "--n-val", min=1, help="Cap on validation records (20% split)."),
     n_test: int | None = typer.Option(None, "--n-test", min=1, help="Cap on test records (20% split)."),
@@ -129,6 +137,7 @@ def sweep(
             layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
             evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
             positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
+            sides=sides.value,
             n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
             device=device, progress=progress,
         )  # fmt: skip
@@ -251,6 +260,7 @@ def run_sweep(
     controls: int = 8,
     control_scope: str = "chosen",
     orient_at: float | None = None,
+    sides: str = "both",
     n_train: int | None = None,
     n_val: int | None = None,
     n_test: int | None = None,
@@ -312,7 +322,8 @@ def run_sweep(
     with _timed(timings, "protocol"):
         res = evaluate_vector(
             lm, vec, val_task, test_task, fractions=fracs, coeffs=raw, positions=steer_at, controls=controls,
-            control_scope=control_scope, control_seed=seed, orient_at=orient_at, out=out, progress=progress,
+            control_scope=control_scope, control_seed=seed, orient_at=orient_at, sides=sides, out=out,
+            progress=progress,
         )  # fmt: skip
     from steerlab.sweeps import layer_scores
 
@@ -414,7 +425,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{', '.join(o['flipped_sites']) or 'no layer'}; at {s['site']}: {_f(o['effect'])} [{_f(o['lo'])}, "
         f"{_f(o['hi'])}] over {o['n']} items",
         f"chosen on validation: {s['site']} at {s['strength']:+g}{unit} (coeff {s['coeff']:.3g}), validation effect "
-        f"{_f(sel['val_effect'])} ({sel['rule']} among {sel['among']}; biased upwards by the choice)",
+        f"{_f(sel['val_effect'])} ({sel['rule']} among {sel['among']}; biased away from 0 by the choice)",
         f"test: {s['metric']} {s['baseline']:.3f} unsteered -> {s['steered']:.3f}, effect {_f(s['effect'])} "
         f"[{_f(s['effect_ci'][0])}, {_f(s['effect_ci'][1])}], random band ({s['controls']} directions) "
         f"[{_f(s['null_band'][0])}, {_f(s['null_band'][1])}], MDE {'n/a' if s['mde'] is None else round(s['mde'], 3)}",
