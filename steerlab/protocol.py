@@ -171,7 +171,7 @@ def evaluate_vector(
         reference: an effect that matters; an MDE above it turns a null into "underpowered".
         scale: ``{site: typical norm}`` (default: measured on the first `steerlab.sweeps.NORM_PROMPTS`
             validation prompts).
-        out: folder for the two resumable sweeps (``out/val``, ``out/test``).
+        out: folder for the resumable sweeps (``out/val``, and ``out/test/<chosen site>``).
         runner: passed to `steerlab.sweeps.sweep` (several workers on one folder).
         progress: show progress bars.
 
@@ -234,8 +234,9 @@ def evaluate_vector(
     test_strengths = [0.0, chosen] if control_scope == "chosen" else strengths
     controls_at = [chosen] if control_scope == "chosen" else None
     test_grid = {"fractions": test_strengths} if unit == "fraction" else {"coeffs": test_strengths}
+    test_out = folder / "test" / str(site) if folder else None  # another choice on a rerun: another folder
     test = sweep(backend, oriented.select([site]), test_task, controls=controls, controls_at=controls_at,
-                 out=folder / "test" if folder else None, **test_grid, **common).assign(split="test")  # fmt: skip
+                 out=test_out, **test_grid, **common).assign(split="test")  # fmt: skip
     test_eff = cell_effects(test, metric, reference=reference)
     row = test_eff[test_eff[x] == chosen].iloc[0]
 
