@@ -41,8 +41,8 @@ class Task(Protocol):
         """Rows ``example_id, metric, value`` (+ ``label``, ``text``) under ``edits``."""
         ...
 
-    def resolve_positions(self, positions: Positions) -> Positions:
-        """``positions`` with template kinds resolved against the task's prompts."""
+    def resolve_positions(self, positions: Positions, prompts: Sequence[str] | None = None) -> Positions:
+        """``positions`` with template kinds resolved against ``prompts`` (default: all of the task's)."""
         ...
 
     def norm_prompts(self) -> list[str]:
