@@ -27,17 +27,22 @@ _EXPORTS = {
     "PROMPT": "steerlab.sites",
     "GENERATED": "steerlab.sites",
     "LAST_PROMPT": "steerlab.sites",
+    "AFTER_INSTRUCTION": "steerlab.sites",
     "Edit": "steerlab.sites",
     "SteeringVector": "steerlab.vectors",
     "extract": "steerlab.extraction",
     "steer": "steerlab.interventions",
     "ChoiceTask": "steerlab.tasks",
+    "GenerationTask": "steerlab.tasks",
     "sweep": "steerlab.sweeps",
+    "orient": "steerlab.orientation",
+    "evaluate_vector": "steerlab.protocol",
     "SteerlabError": "steerlab.errors",
 }
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
-    "agents", "pipelines", "robustness", "sae", "sites", "tasks", "scale",
+    "agents", "pipelines", "robustness", "sae", "sites", "tasks", "positions", "effects", "orientation", "protocol",
+    "scale", "controls", "power", "verdicts", "scorers",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -47,28 +52,38 @@ if TYPE_CHECKING:  # pragma: no cover
         activations,
         agents,
         caching,
+        controls,
         data,
+        effects,
         interventions,
         metrics,
+        orientation,
         pipelines,
         plotting,
+        positions,
+        power,
         prompts,
+        protocol,
         robustness,
         sae,
         scale,
+        scorers,
         sites,
         stats,
         sweeps,
         tasks,
         vectors,
+        verdicts,
     )  # fmt: skip
     from steerlab.errors import SteerlabError  # noqa: F401
     from steerlab.extraction import extract  # noqa: F401
     from steerlab.interventions import steer  # noqa: F401
     from steerlab.models import load_model, wrap  # noqa: F401
-    from steerlab.sites import ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
+    from steerlab.orientation import orient  # noqa: F401
+    from steerlab.protocol import evaluate_vector  # noqa: F401
+    from steerlab.sites import AFTER_INSTRUCTION, ALL, GENERATED, LAST_PROMPT, PROMPT, Edit, Positions, Site  # noqa: F401
     from steerlab.sweeps import sweep  # noqa: F401
-    from steerlab.tasks import ChoiceTask  # noqa: F401
+    from steerlab.tasks import ChoiceTask, GenerationTask  # noqa: F401
     from steerlab.vectors import SteeringVector  # noqa: F401
 
 

@@ -146,19 +146,27 @@ def collect_prompts(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict[Site, Float[Tensor, "n d"]]:
-    """Activations of already formatted prompts at their last token (``prompt_last``) or their mean
-    over real tokens (``prompt_mean``)."""
-    if read not in ("prompt_last", "prompt_mean"):
-        raise SteerlabError(f"collect_prompts reads 'prompt_last' or 'prompt_mean', not {read!r}")
+    """Activations of already formatted prompts (or raw texts), one row per prompt.
+
+    ``read``: ``prompt_last`` (the last token), ``prompt_mean`` (the mean over real tokens) or
+    ``token_mean`` (the mean over real tokens after each text's first, which is an attention sink with a
+    norm tens to hundreds of times the others at middle layers; a one-token text keeps its token).
+    """
+    if read not in ("prompt_last", "prompt_mean", "token_mean"):
+        raise SteerlabError(f"collect_prompts reads 'prompt_last', 'prompt_mean' or 'token_mean', not {read!r}")
     _check_inputs(prompts, sites, "prompt_last", "prompts", batch_size)
     sites = [backend.site(s) for s in sites]
     out: dict[Site, list[Tensor]] = {s: [] for s in sites}
     for start in tqdm(range(0, len(prompts), batch_size), desc="activations", disable=not progress):
         batch = backend.tokenize(list(prompts[start : start + batch_size]))
         acts = backend.forward(batch, record=sites).activations
+        mask = batch.attention_mask
+        if read == "token_mean":
+            first = batch.position_ids == 0
+            mask = mask * ~(first & (mask.sum(dim=1, keepdim=True) > 1))
         for s in sites:
             if read == "prompt_last":
                 out[s].append(acts[s][:, -1].float().cpu())
             else:
-                out[s].append(_read(acts[s], batch.attention_mask, "completion_mean").float().cpu())
+                out[s].append(_read(acts[s].float(), mask, "completion_mean").cpu())
     return {s: torch.cat(v) for s, v in out.items()}

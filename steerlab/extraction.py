@@ -145,22 +145,26 @@ def extract_from_labels(
     method: str = "caa",
     *,
     seed: int = 0,
+    read: str = "token_mean",
     dataset: str | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> tuple[SteeringVector, PairActivations]:
-    """A vector from unpaired labelled texts, read at each text's last token (no chat template).
+    """A vector from unpaired labelled texts (no chat template), each text read as the mean over its tokens.
 
     ``caa``: mean activation of label-1 texts minus mean of label-0 texts (CAA's mean difference,
-    Rimsky et al. 2024, without pairs). ``pca_center`` / ``pca_diff``: the PCA direction over random
-    label-1/label-0 pairs (as many as the smaller label has texts, drawn with ``seed``).
+    Rimsky et al. 2024, without pairs; with ``read="token_mean"`` each text is the mean over its tokens
+    after the first, as ActAdd-style sentiment directions are built). ``pca_center`` / ``pca_diff``: the
+    PCA direction over random label-1/label-0 pairs (as many as the smaller label has texts, drawn with
+    ``seed``).
 
     Args:
         items: records with ``text`` and ``label`` (0 or 1), such as `steerlab.data.TextItem`.
+        read: ``token_mean`` (default; the first token, an attention sink, is left out), ``prompt_mean``
+            (every token) or ``prompt_last`` (the last token).
 
     Returns:
-        The vector and the randomly paired activations (``read="prompt_last"``), e.g. for
-        `steerlab.sweeps.layer_scores`.
+        The vector and the randomly paired activations, e.g. for `steerlab.sweeps.layer_scores`.
 
     Example:
         >>> vec, acts = extract_from_labels(lm, data.load_text_label("mood.csv"), [Site(6)])   # doctest: +SKIP
@@ -176,8 +180,7 @@ def extract_from_labels(
             f"labelled texts need both labels; got {len(texts[1])} of label 1 and {len(texts[0])} of label 0"
         )
     acts = {
-        label: collect_prompts(backend, texts[label], sites, read="prompt_last", batch_size=batch_size,
-                               progress=progress)
+        label: collect_prompts(backend, texts[label], sites, read=read, batch_size=batch_size, progress=progress)
         for label in (1, 0)
     }  # fmt: skip
     n = min(len(texts[1]), len(texts[0]))
@@ -191,8 +194,8 @@ def extract_from_labels(
         fn = getattr(linear, method)
         directions = {s: fn(pos[s], neg[s]) for s in pos}
     pairing = f"random label-1/label-0 pairs, seed {seed}"
-    prov = provenance(backend, method, items, dataset=dataset, read="prompt_last", pairing=pairing)
-    return SteeringVector(directions, prov), PairActivations(pos, neg, "prompt_last")
+    prov = provenance(backend, method, items, dataset=dataset, read=read, pairing=pairing)
+    return SteeringVector(directions, prov), PairActivations(pos, neg, read)
 
 
 def pas_vector(

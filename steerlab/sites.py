@@ -90,36 +90,167 @@ class Site:
         return f"{self.kind}.{self.layer}"
 
 
+POSITION_KINDS: tuple[str, ...] = ("all", "prompt", "generated", "last_prompt", "from", "span")
+"""Position kinds a backend can apply directly."""
+TEMPLATE_KINDS: tuple[str, ...] = ("after_instruction", "system", "user", "assistant")
+"""Position kinds defined by the chat template: resolved against the prompts first (`steerlab.positions`)."""
+
+
 @dataclass(frozen=True)
 class Positions:
     """Which token positions an edit touches.
 
-    Kinds: ``all``; ``prompt`` (prompt tokens only); ``generated`` (tokens produced by generation);
-    ``last_prompt`` (the last prompt token, where an answer is predicted); ``from`` (prompt token
-    ``start`` onward, counted within each prompt, so left padding does not shift it; a negative
-    ``start`` counts back from the end of the prompt).
+    Kinds a backend applies directly:
+
+    - ``all``; ``prompt`` (prompt tokens only); ``last_prompt`` (the last prompt token, where an answer
+      is predicted);
+    - ``generated``: generated tokens ``start <= g < stop``, ``g`` counted from the first generated token
+      (``stop=None``: all of them; the default is every generated token);
+    - ``from``: prompt token ``start`` onward plus every generated token; a ``start >= 0`` counts within
+      each prompt, so left padding does not shift it; a negative ``start`` counts back from the prompt's end;
+    - ``span``: prompt positions ``[start, stop)``, each bound counted like ``from``'s start (``>= 0``: from
+      the row's first real token; ``< 0``: back from the prompt's end; ``stop=None``: the prompt's end),
+      plus every generated token if ``generated``.
+
+    Template kinds (``after_instruction``, ``system``, ``user``, ``assistant``) name spans of the chat
+    template; `steerlab.positions.resolve_positions` (or a task's ``resolve_positions``) turns them into a
+    ``span`` for given prompts. ``after_instruction`` is the assistant turn from its header on plus every
+    generated token (CAA's steering positions); ``assistant`` is the same without generated tokens.
 
     Example:
         >>> Positions.from_index(-3)   # the last three prompt tokens and everything generated
-        Positions(kind='from', start=-3)
+        Positions('from', start=-3)
+        >>> Positions.span(2, -4).tail is None, Positions.span(-4, generated=True).tail
+        (True, 4)
     """
 
-    kind: Literal["all", "prompt", "generated", "last_prompt", "from"] = "all"
+    kind: str = "all"
     start: int = 0
+    stop: int | None = None
+    generated: bool = False
 
     def __post_init__(self) -> None:
-        valid = ("all", "prompt", "generated", "last_prompt", "from")
+        valid = POSITION_KINDS + TEMPLATE_KINDS
         if self.kind not in valid:
             raise SteerlabError(f"unknown positions kind {self.kind!r}; valid: {', '.join(valid)}")
+        for name in ("start", "stop"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise SteerlabError(f"Positions.{name} must be an int, got {value!r}")
+        if self.kind == "generated" and (self.start < 0 or (self.stop is not None and self.stop <= self.start)):
+            raise SteerlabError(
+                f"a generation window needs 0 <= start < stop, got start={self.start}, stop={self.stop}; "
+                "count generated tokens from 0 (the first generated token)"
+            )
 
     @classmethod
     def from_index(cls, start: int) -> Positions:
         return cls("from", start)
 
+    @classmethod
+    def span(cls, start: int = 0, stop: int | None = None, *, generated: bool = False) -> Positions:
+        """Prompt positions ``[start, stop)`` (see the class docstring), plus generated tokens if asked."""
+        return cls("span", start, stop, generated)
+
+    @classmethod
+    def window(cls, start: int = 0, stop: int | None = None) -> Positions:
+        """Generated tokens ``start <= g < stop``, counted from the first generated token."""
+        return cls("generated", start, stop)
+
+    @property
+    def needs_template(self) -> bool:
+        """True for template kinds, which must be resolved against prompts before use."""
+        return self.kind in TEMPLATE_KINDS
+
+    @property
+    def in_tail(self) -> bool:
+        """True if these positions touch only the prompt's last tokens (and generated ones), so a task may
+        reuse the prompt before them; template kinds ``after_instruction`` and ``assistant`` qualify before
+        they are resolved (their length is known once they are)."""
+        return self.tail is not None or self.kind in ("after_instruction", "assistant")
+
+    @property
+    def tail(self) -> int | None:
+        """How many of the prompt's last tokens these positions can touch (0: none), or None if they may
+        touch earlier ones. A task can run everything before the tail once, unedited, and reuse it."""
+        if self.kind == "generated":
+            return 0
+        if self.kind == "last_prompt":
+            return 1
+        if self.kind in ("from", "span") and self.start < 0:
+            return -self.start
+        return None
+
+    def __repr__(self) -> str:
+        parts = [repr(self.kind)]
+        if self.kind in ("from", "span", "generated") and (self.start or self.kind != "generated"):
+            parts.append(f"start={self.start}")
+        if self.stop is not None:
+            parts.append(f"stop={self.stop}")
+        if self.generated:
+            parts.append("generated=True")
+        return f"Positions({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        if self.kind not in ("from", "span", "generated"):
+            return self.kind
+        stop = "" if self.stop is None else str(self.stop)
+        if self.kind == "generated":
+            return f"generated[{self.start}:{stop}]"
+        extra = "+generated" if self.generated or self.kind == "from" else ""
+        return f"prompt[{self.start}:{stop}]{extra}"
+
+    def _intervals(self, prompt_len: int) -> list[tuple[float, float]] | None:
+        """The absolute positions covered, as half-open intervals, if they do not depend on the padding."""
+        inf = float("inf")
+        generated = [(prompt_len, inf)] if self.kind in ("all", "from") or self.generated else []
+        if self.kind == "all":
+            return [(0, inf)]
+        if self.kind == "prompt":
+            return [(0, prompt_len)]
+        if self.kind == "last_prompt":
+            return [(prompt_len - 1, prompt_len)]
+        if self.kind == "generated":
+            return [(prompt_len + self.start, inf if self.stop is None else prompt_len + self.stop)]
+        if self.start >= 0 or (self.stop is not None and self.stop >= 0):
+            return None  # counted from each row's first token
+        stop = prompt_len if self.kind == "from" or self.stop is None else prompt_len + self.stop
+        return [(prompt_len + self.start, stop), *generated]
+
+    def cover(self, offset: int, length: int, prompt_len: int) -> str | None:
+        """``"all"`` or ``"none"`` when these positions cover every or no position of ``[offset, offset + length)``
+        in every row, whatever the padding; None when it takes a mask. Python ints only, so a backend can decide
+        without a device sync (a decode step is all or nothing)."""
+        if self.needs_template:
+            self.mask(offset, length, prompt_len, torch.zeros(1, dtype=torch.long))  # raises the clear error
+        end = offset + length
+        intervals = self._intervals(prompt_len)
+        if intervals is None:
+            if offset < prompt_len:
+                return None
+            generated = self.kind == "from" or self.generated
+            intervals = [(prompt_len, float("inf"))] if generated else []
+        merged: list[list[float]] = []
+        for lo, hi in sorted(intervals):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        if any(lo <= offset and end <= hi for lo, hi in merged):
+            return "all"
+        if all(end <= lo or hi <= offset for lo, hi in merged):
+            return "none"
+        return None
+
     def mask(
         self, offset: int, length: int, prompt_len: int, n_pad: Int[Tensor, " batch"]
     ) -> Bool[Tensor, "batch pos"]:
         """Boolean mask over a slice ``[offset, offset + length)`` of absolute positions."""
+        if self.needs_template:
+            raise SteerlabError(
+                f"positions {self.kind!r} are defined by the chat template; resolve them against the prompts first "
+                "(steerlab.positions.resolve_positions, or pass them to sweep/a task, which resolves them)"
+            )
         pos = torch.arange(offset, offset + length, device=n_pad.device).unsqueeze(0)  # [1, pos]
         pos = pos.expand(n_pad.shape[0], -1)
         if self.kind == "all":
@@ -127,17 +258,28 @@ class Positions:
         if self.kind == "prompt":
             return pos < prompt_len
         if self.kind == "generated":
-            return pos >= prompt_len
+            inside = pos >= prompt_len + self.start
+            return inside if self.stop is None else inside & (pos < prompt_len + self.stop)
         if self.kind == "last_prompt":
             return pos == prompt_len - 1
-        first = prompt_len + self.start if self.start < 0 else n_pad.unsqueeze(1) + self.start
-        return pos >= first
+
+        def bound(b: int):  # an absolute position per row ([batch, 1]) or for all rows (int)
+            return n_pad.unsqueeze(1) + b if b >= 0 else prompt_len + b
+
+        if self.kind == "from":
+            return pos >= bound(self.start)
+        inside = (pos >= bound(self.start)) & (pos < (prompt_len if self.stop is None else bound(self.stop)))
+        return inside | (pos >= prompt_len) if self.generated else inside
 
 
 ALL = Positions("all")
 PROMPT = Positions("prompt")
 GENERATED = Positions("generated")
 LAST_PROMPT = Positions("last_prompt")
+AFTER_INSTRUCTION = Positions("after_instruction")
+SYSTEM = Positions("system")
+USER = Positions("user")
+ASSISTANT = Positions("assistant")
 
 
 @dataclass(frozen=True)

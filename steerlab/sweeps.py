@@ -1,18 +1,31 @@
-"""Grids over method x seed x site (layer) x strength, written to disk as they are computed.
+"""The one grid loop: vector x seed x direction x site x strength, evaluated by a `steerlab.tasks.Task`.
 
-`sweep` evaluates a prepared `steerlab.tasks.Task` in every cell (a `ChoiceTask` reuses its cached
-prompt prefixes when only the last prompt token is steered, so a cell costs one token per prompt).
-It writes every finished cell to its own file (atomically), so a killed sweep rerun with the same
-``out`` folder resumes: it recomputes nothing and loses no rows. `sweep_effect`, `layer_scores` and
-`choose_layer` read a sweep's results.
+`sweep` evaluates a prepared task in every cell and is the only place a steering grid is run:
 
-Output: a tidy DataFrame with columns ``method, seed, layer, site, coeff, metric, value,
-example_id`` (one row per example, cell and metric).
+- **Strengths** are raw coefficients (``coeffs``, e.g. PAS's raw-vector scale) or **fractions** of the
+  site's typical token norm (``fractions``; `steerlab.scale`): the added vector ``coeff * v`` has norm
+  ``fraction * T``. The zero strength is the unsteered model, computed once per task.
+- **Controls**: with ``controls=k``, every vector gets ``k`` seeded random directions of the same norm at
+  each site (`steerlab.controls.random_like`), evaluated at the same strengths (all nonzero ones, or those
+  in ``controls_at``); their rows have ``direction = "random:i"``.
+- **Positions** may be a template kind (`steerlab.sites.AFTER_INSTRUCTION`): the task resolves it for each
+  batch of its prompts. When the steered positions lie in the prompt's last tokens and the task can (a
+  `ChoiceTask`), the prompt before them runs once and every cell costs those few tokens per item.
+- **Resume**: with ``out``, every finished cell is written to its own file (atomically) and a rerun with
+  the same folder recomputes nothing. ``sweep.json`` records what the numbers depend on; a rerun with
+  another model, task, positions, strength unit, scale, edit builder (by name) or vector is refused.
+  ``runner`` is the seam for several workers on one folder: ``runner(store, keys, compute, progress=...,
+  on_cell=...) -> {key: frame}`` with a ``store`` that has ``done(keys)`` and ``write(key, frame)``
+  (`run_serial` is the default).
+
+Output: a tidy DataFrame with `SWEEP_COLUMNS` (one row per example, cell and metric), plus ``label`` and
+``text`` when the task gives them. `sweep_effect`, `layer_scores` and `choose_layer` read it;
+`steerlab.effects` computes intervals, random bands and verdicts.
 
 Example:
-    >>> task = ChoiceTask.from_pairs(lm, test_pairs)                                  # doctest: +SKIP
-    >>> df = sweep(lm, {"caa": vec}, task, coeffs=[-8, 0, 8], positions=LAST_PROMPT,  # doctest: +SKIP
-    ...            out="runs/agreeableness")
+    >>> task = ChoiceTask.from_pairs(lm, val_pairs)                                    # doctest: +SKIP
+    >>> df = sweep(lm, {"caa": vec}, task, fractions=DEFAULT_FRACTIONS, controls=8,    # doctest: +SKIP
+    ...            positions=AFTER_INSTRUCTION, out="runs/agreeableness")
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.backends.base import Backend
+from steerlab.controls import random_like
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.sites import ALL, Positions, Site
@@ -39,10 +54,88 @@ from steerlab.vectors import SteeringVector, dataset_hash
 logger = logging.getLogger(__name__)
 
 COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+"""The columns every grid frame shares (older frames, e.g. `steerlab.sae.compare`, have only these)."""
+SWEEP_COLUMNS = ["method", "seed", "direction", "layer", "site", "fraction", "coeff", "metric", "value", "example_id"]
+"""The columns of a `sweep` frame; ``fraction`` is NaN in a sweep of raw coefficients."""
+EXTRA_COLUMNS = ("label", "text")
+"""Per-row columns a task may add (an item's answer label, a generated text); kept when present."""
+VECTOR = "vector"
+NORM_PROMPTS = 64
+"""Prompts (the task's first) whose tokens give the typical norm when a sweep measures it: a median over
+thousands of tokens, which more prompts would not change."""
+FORMAT = 2  # sweep folder layout version (cells keyed by direction and strength unit)
+
+Runner = Callable[..., dict]
+EditMaker = Callable[[Site, torch.Tensor, float, Positions], list]
 
 
-def _cell_key(method: str, seed: int, site: Site | None, coeff: float) -> str:
-    return f"{method}|{seed}|{site}|{float(coeff):g}"
+def _add(site: Site, direction: torch.Tensor, coeff: float, positions: Positions) -> list:
+    return steer({site: direction}, coeff, positions=positions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One grid cell: which vector (method, seed), which direction (the vector or random i), where, how strong."""
+
+    method: str
+    seed: int
+    direction: str
+    site: Site | None
+    strength: float
+    unit: str
+
+    @property
+    def key(self) -> str:
+        if self.strength == 0.0:
+            return "base"
+        return f"{self.method}|{self.seed}|{self.direction}|{self.site}|{self.unit}={self.strength:g}"
+
+
+class FolderStore:
+    """Finished cells in ``folder/cells/<sha1(key)[:16]>.csv`` (with a ``cell`` column), written atomically.
+
+    The layout `steerlab.claims.CellStore` shares, so a folder can move to several workers.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.cells = Path(folder) / "cells"
+        self.cells.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.cells / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.csv"
+
+    def done(self, keys: Sequence[str]) -> dict[str, pd.DataFrame]:
+        return {k: pd.read_csv(self.path(k)).drop(columns="cell") for k in keys if self.path(k).is_file()}
+
+    def write(self, key: str, df: pd.DataFrame) -> None:
+        _write_atomic(df.assign(cell=key), self.path(key))
+
+
+class MemoryStore:
+    """Cells kept in memory (a sweep without ``out``)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, pd.DataFrame] = {}
+
+    def done(self, keys: Sequence[str]) -> dict[str, pd.DataFrame]:
+        return {k: self.frames[k] for k in keys if k in self.frames}
+
+    def write(self, key: str, df: pd.DataFrame) -> None:
+        self.frames[key] = df
+
+
+def run_serial(store, keys: Sequence[str], compute: Callable[[str], pd.DataFrame], *, progress: bool = True,
+               on_cell: Callable[[str], None] | None = None) -> dict[str, pd.DataFrame]:  # fmt: skip
+    """Compute every cell of ``keys`` not yet in ``store``, one after the other; return all of them."""
+    keys = list(dict.fromkeys(keys))
+    have = set(store.done(keys))
+    if have:
+        logger.info("resuming sweep: %d of %d cells already done", len(have), len(keys))
+    for key in tqdm([k for k in keys if k not in have], desc="sweep", disable=not progress):
+        store.write(key, compute(key))
+        if on_cell is not None:
+            on_cell(key)
+    return store.done(keys)
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -65,91 +158,174 @@ def _normalise_vectors(vectors) -> dict[tuple[str, int], SteeringVector]:
     return out
 
 
+def _strengths(coeffs, fractions) -> tuple[list[float], str]:
+    if (coeffs is None) == (fractions is None):
+        raise SteerlabError(
+            "give exactly one of coeffs (raw strengths, e.g. [-8, 0, 8]) and fractions (of the site's typical token "
+            "norm, e.g. steerlab.scale.DEFAULT_FRACTIONS)"
+        )
+    values, unit = (coeffs, "c") if coeffs is not None else (fractions, "f")
+    try:
+        values = list(dict.fromkeys(float(v) for v in values))
+    except (TypeError, ValueError):
+        raise SteerlabError(f"strengths must be numbers, got {values!r}") from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if not values or bad:
+        raise SteerlabError(f"strengths must be a non-empty list of finite numbers, got {values!r}")
+    return values, unit
+
+
 def sweep(
     backend: Backend,
     vectors: SteeringVector | Mapping,
     task: Task,
     *,
-    coeffs: Sequence[float],
+    coeffs: Sequence[float] | None = None,
+    fractions: Sequence[float] | None = None,
+    scale: Mapping[Site, float] | None = None,
     sites: Sequence[Site | str | int] | None = None,
     positions: Positions = ALL,
+    controls: int = 0,
+    controls_at: Sequence[float] | None = None,
+    control_seed: int = 0,
     out: str | Path | None = None,
+    runner: Runner | None = None,
+    edit: EditMaker | None = None,
     progress: bool = True,
     on_cell: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Evaluate ``task`` for every vector (method, seed) x site x strength.
+    """Evaluate ``task`` for every vector (method, seed) x direction x site x strength.
 
     Args:
         vectors: a SteeringVector, or a mapping ``{"caa": vec}`` / ``{("caa", seed): vec}``.
-        coeffs: strengths; 0 is the unsteered model (computed once, reported for every cell group).
+        coeffs: raw strengths (``coeff * v`` is added); 0 is the unsteered model.
+        fractions: strengths as fractions of each site's typical token norm (give this or ``coeffs``).
+        scale: ``{site: typical norm}`` for ``fractions`` (default: `steerlab.scale.typical_norm` on the
+            first `NORM_PROMPTS` of ``task.norm_prompts()``).
         sites: restrict to these sites (default: every site of each vector).
-        positions: which tokens are steered. With `LAST_PROMPT`, a task that can (``task.can_reuse_prefix``)
-            reuses the cached prefix of each prompt, so each cell runs one token per prompt.
+        positions: which tokens are steered (a template kind is resolved by the task).
+        controls: number of norm-matched random directions per vector (0: none).
+        controls_at: the strengths (in the grid's unit) at which the random directions run (default: every
+            nonzero strength).
+        control_seed: seed of the random directions.
         out: a folder; each finished cell is saved there and a rerun resumes from what was saved.
+        runner: runs the cells (default `run_serial`); see the module docstring.
+        edit: builds a cell's edits, ``edit(site, direction, coeff, positions) -> list[Edit]`` (default: add
+            ``coeff * direction``, `steerlab.interventions.add`), e.g. to clamp an SAE latent or to steer
+            through another operation; strength 0 is the unsteered model and is never passed to it.
         on_cell: called with each computed cell's key (tests use it to count recomputation).
     """
     vecs = _normalise_vectors(vectors)
+    strengths, unit = _strengths(coeffs, fractions)
+    if not isinstance(controls, int) or isinstance(controls, bool) or controls < 0:
+        raise SteerlabError(f"controls must be an int >= 0 (random directions per cell), got {controls!r}")
+    at = set(strengths) - {0.0} if controls_at is None else {float(s) for s in controls_at}
+    if not at <= set(strengths):
+        raise SteerlabError(f"controls_at {sorted(at - set(strengths))} are not among the strengths {strengths}")
+    if positions.needs_template:
+        task.resolve_positions(positions)  # fails early if the task cannot place them (e.g. raw texts)
     chosen = None if sites is None else {backend.site(s) for s in sites}
-    reuse = positions.kind == "last_prompt" and task.can_reuse_prefix
-    folder = Path(out) if out is not None else None
-    done: dict[str, pd.DataFrame] = {}
-    if folder is not None:
-        done = _open_folder(folder, backend, task, positions, vecs)
-    cells = [
-        (method, seed, site, float(c))
-        for (method, seed), vec in vecs.items()
-        for site in vec.sites
-        if chosen is None or site in chosen
-        for c in coeffs
-    ]
-    if not cells:
+    every = {(m, s): [site for site in v.sites if chosen is None or site in chosen] for (m, s), v in vecs.items()}
+    if not any(every.values()):
         raise SteerlabError("no cells: none of the requested sites is in the vectors; check `sites`")
+    directions: dict[tuple[str, int, str], SteeringVector] = {}
+    for (m, s), vec in vecs.items():
+        directions[(m, s, VECTOR)] = vec
+        for i, rnd in enumerate(random_like(vec, controls, control_seed) if controls else []):
+            directions[(m, s, f"random:{i}")] = rnd
+    if unit == "f":
+        if scale is None:
+            from steerlab.scale import typical_norm
+
+            swept = sorted({x for v in every.values() for x in v}, key=lambda x: x.order)
+            scale = typical_norm(backend, task.norm_prompts()[:NORM_PROMPTS], swept)
+        scale = {backend.site(k): float(v) for k, v in scale.items()}
+        missing = [str(x) for v in every.values() for x in v if x not in scale]
+        if missing:
+            raise SteerlabError(f"scale has no typical norm for sites {sorted(set(missing))}; measure them with "
+                                "steerlab.scale.typical_norm")  # fmt: skip
+    cells = [
+        Cell(m, s, d, site, strength, unit)
+        for (m, s, d) in directions
+        for site in every[(m, s)]
+        for strength in strengths
+        if d == VECTOR or (strength in at and strength != 0.0)
+    ]
+    reuse = task.can_reuse_prefix and positions.in_tail
+    by_key = {c.key: c for c in sorted(cells, key=lambda c: c.strength == 0.0)}  # the unsteered cell last: it
+    # can then reuse the prefix the steered cells cached
+
+    def coeff_of(c: Cell) -> float:
+        if c.unit == "c" or c.strength == 0.0:
+            return c.strength
+        from steerlab.scale import strength_from_fraction
+
+        vec = directions[(c.method, c.seed, c.direction)]
+        return float(strength_from_fraction(c.strength, scale[c.site], vec[c.site]))
+
+    def compute(key: str) -> pd.DataFrame:
+        c = by_key[key]
+        if c.strength == 0.0:
+            return task.evaluate(reuse_prefix=reuse)
+        vec = directions[(c.method, c.seed, c.direction)]
+        edits = (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
+        return task.evaluate(edits, reuse_prefix=reuse)
+
+    folder = Path(out) if out is not None else None
+    edit_name = "add" if edit is None else getattr(edit, "__qualname__", type(edit).__name__)
+    store = MemoryStore() if folder is None else _open_folder(folder, backend, task, positions, unit, scale,
+                                                              directions, edit_name)  # fmt: skip
+    done = (runner or run_serial)(store, list(by_key), compute, progress=progress, on_cell=on_cell)
     frames = []
-    base_key = _cell_key("base", 0, None, 0.0)
-    base = done.get(base_key)
-    for method, seed, site, coeff in tqdm(cells, desc="sweep", disable=not progress):
-        key = _cell_key(method, seed, site, coeff)
-        if coeff == 0.0:
-            if base is None:
-                base = task.evaluate(reuse_prefix=reuse)
-                _save(folder, base_key, base, done, on_cell)
-            df = base
-        elif key in done:
-            df = done[key]
-        else:
-            df = task.evaluate(
-                steer({site: vecs[(method, seed)][site]}, coeff, positions=positions), reuse_prefix=reuse
-            )
-            _save(folder, key, df, done, on_cell)
-        frames.append(df.assign(method=method, seed=seed, layer=site.layer, site=site.kind, coeff=coeff))
-    result = pd.concat(frames, ignore_index=True)[COLUMNS]
+    for c in cells:
+        fraction = c.strength if unit == "f" else math.nan
+        frames.append(done[c.key].assign(method=c.method, seed=c.seed, direction=c.direction, layer=c.site.layer,
+                                         site=c.site.kind, fraction=fraction, coeff=coeff_of(c)))  # fmt: skip
+    result = pd.concat(frames, ignore_index=True)
+    extra = [col for col in EXTRA_COLUMNS if col in result]
+    if "text" in result:  # an empty text is read back from CSV as NaN
+        result["text"] = result["text"].fillna("").astype(str)
+    if "label" in result:  # labels "1"/"0" are read back from CSV as 1.0/0.0
+        result["label"] = [_label_text(v) for v in result["label"]]
+    result = result[SWEEP_COLUMNS + extra]
     if folder is not None:
         _write_atomic(result, folder / "results.csv")
     return result
 
 
-def _save(folder: Path | None, key: str, df: pd.DataFrame, done: dict, on_cell) -> None:
-    done[key] = df
-    if on_cell is not None:
-        on_cell(key)
-    if folder is not None:
-        name = hashlib.sha1(key.encode()).hexdigest()[:16]
-        _write_atomic(df.assign(cell=key), folder / "cells" / f"{name}.csv")
+def _label_text(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else str(int(value)) if value.is_integer() else str(value)
+    return str(value)
 
 
-def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, vecs) -> dict[str, pd.DataFrame]:
+def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, unit: str, scale, directions,
+                 edit: str):  # fmt: skip
     """Create or resume a sweep folder; refuses to mix results of different sweeps."""
-    (folder / "cells").mkdir(parents=True, exist_ok=True)
+    store = FolderStore(folder)
     meta = {
+        "format": FORMAT,
         "model": backend.name,
         "task": task.fingerprint(),
-        "positions": [positions.kind, positions.start],
-        "vectors": {f"{m}|{s}": dataset_hash([v[site].tolist() for site in v.sites]) for (m, s), v in vecs.items()},
-    }
+        "positions": repr(positions),
+        "unit": {"c": "coeff", "f": "fraction"}[unit],
+        "edit": edit,
+        "scale": None if scale is None else {str(k): v for k, v in sorted(scale.items(), key=lambda x: x[0].order)},
+        "vectors": {f"{m}|{s}|{d}": dataset_hash([v[site].tolist() for site in v.sites])
+                    for (m, s, d), v in directions.items()},
+    }  # fmt: skip
     meta_path = folder / "sweep.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        clash = [k for k in ("model", "task", "positions") if old.get(k) != meta[k]]
+        if old.get("format") != FORMAT:
+            raise SteerlabError(f"{folder} holds a sweep written by an older steerlab (another cell layout); "
+                                "use another output folder or delete it")  # fmt: skip
+        old.setdefault("edit", "add")  # folders written before the edit builder was recorded
+        clash = [k for k in ("model", "task", "positions", "unit", "edit") if old.get(k) != meta[k]]
+        if old.get("scale") and meta["scale"]:
+            shared = set(old["scale"]) & set(meta["scale"])
+            clash += ["scale"] if any(not math.isclose(old["scale"][k], meta["scale"][k], rel_tol=1e-6)
+                                      for k in shared) else []  # fmt: skip
         clash += [
             f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h
         ]
@@ -158,14 +334,10 @@ def _open_folder(folder: Path, backend: Backend, task: Task, positions: Position
                 f"{folder} holds a sweep with a different {', '.join(clash)}; use another output folder or delete it"
             )
         meta["vectors"] = {**old.get("vectors", {}), **meta["vectors"]}
+        if old.get("scale"):
+            meta["scale"] = {**old["scale"], **(meta["scale"] or {})}
     meta_path.write_text(json.dumps(meta, indent=2))
-    done = {}
-    for path in (folder / "cells").glob("*.csv"):
-        df = pd.read_csv(path)
-        done[str(df["cell"].iloc[0])] = df.drop(columns="cell")
-    if done:
-        logger.info("resuming sweep in %s: %d cells already done", folder, len(done))
-    return done
+    return store
 
 
 def layer_scores(pos: Mapping[Site, torch.Tensor], neg: Mapping[Site, torch.Tensor]) -> pd.DataFrame:
@@ -184,14 +356,19 @@ def layer_scores(pos: Mapping[Site, torch.Tensor], neg: Mapping[Site, torch.Tens
 def sweep_effect(df: pd.DataFrame, metric: str, *, low: float | None = None, high: float | None = None) -> pd.DataFrame:
     """Steering effect per (method, site, layer): mean metric at the highest strength minus at the lowest.
 
-    Columns: ``method, site, layer, effect, rank`` (rank 1 = largest effect within a method and site).
+    Strengths are the sweep's fractions when it has them, else its coefficients (``low``/``high`` in the
+    same unit). Columns: ``method, site, layer, effect, rank`` (rank 1 = largest effect within a method and
+    site). For intervals, random bands and verdicts use `steerlab.effects.cell_effects`.
     """
     d = df[df.metric == metric]
+    if "direction" in d:
+        d = d[d.direction == VECTOR]
     if d.empty:
         raise SteerlabError(f"no rows for metric {metric!r}; metrics present: {sorted(df.metric.unique())}")
-    low = d.coeff.min() if low is None else low
-    high = d.coeff.max() if high is None else high
-    means = d.groupby(["method", "site", "layer", "coeff"]).value.mean().unstack("coeff")
+    x = "fraction" if "fraction" in d and d.fraction.notna().all() else "coeff"
+    low = d[x].min() if low is None else low
+    high = d[x].max() if high is None else high
+    means = d.groupby(["method", "site", "layer", x]).value.mean().unstack(x)
     eff = (means[high] - means[low]).rename("effect").reset_index()
     eff["rank"] = eff.groupby(["method", "site"]).effect.rank(ascending=False, method="min").astype(int)
     return eff
@@ -240,7 +417,8 @@ def choose_layer(df: pd.DataFrame, metric: str, scores: pd.DataFrame | None = No
         )
     effects = sweep_effect(df, metric).sort_values(["rank", "layer"], ignore_index=True)
     best = effects.iloc[0]
-    means = df[df.metric == metric].groupby("coeff").value.mean()
+    rows = df[(df.metric == metric) & (df.direction == VECTOR)] if "direction" in df else df[df.metric == metric]
+    means = rows.groupby("coeff").value.mean()
     baseline = float(means[0.0]) if 0.0 in means.index else None
     choice = LayerChoice(Site(int(best.layer), str(best.site)), float(best.effect), baseline, effects)
     if scores is None:

@@ -176,76 +176,91 @@ def test_pas_bad_grid_exits_2(tmp_path, tiny_folder, extra, message):
 
 # --------------------------------------------------------------------------------------------- sweep
 
-COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+SUMMARY_KEYS = {"site", "strength", "orientation", "effect", "effect_ci", "null_band", "mde", "n_test", "verdict"}
 
 
-@pytest.mark.parametrize("fmt, make", [("persona", persona_file), ("ab", ab_file)])
-def test_sweep_end_to_end(tmp_path, tiny_folder, fmt, make):
+def sweep_args(data, fmt, out, folder, *extra):
+    return ("sweep", "--data", data, "--format", fmt, "--model", folder, "--layers", "0,1", "--out", out,
+            "--fractions=-0.5,0,0.5", "--controls", "3", "--device", "cpu", "--no-progress", *extra)  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt, make, labels", [("persona", persona_file, {"Yes", "No"}), ("ab", ab_file, {"A", "B"})])
+def test_sweep_end_to_end(tmp_path, tiny_folder, fmt, make, labels):
+    from steerlab.power import mde_paired
+    from steerlab.sweeps import SWEEP_COLUMNS
     from steerlab.vectors import SteeringVector
 
     data = make(tmp_path)
     out = tmp_path / "run"
-    result = invoke(
-        "sweep", "--data", data, "--format", fmt, "--method", "caa", "--model", tiny_folder, "--layers", "0,1",
-        "--coeffs", "-2,0,2", "--out", out, "--device", "cpu", "--no-progress",
-    )  # fmt: skip
+    result = invoke(*sweep_args(data, fmt, out, tiny_folder))
     assert result.exit_code == 0, result.output
-    assert "best layer" in result.output and "automatic layer choice" in result.output
-
-    df = pd.read_csv(out / "results.csv")
-    assert list(df.columns) == COLUMNS
-    assert sorted(df.layer.unique()) == [0, 1]
-    assert sorted(df.coeff.unique()) == [-2.0, 0.0, 2.0]
-    assert set(df.metric) == {"p_behaviour", "logit_diff"}
-    assert df.groupby(["layer", "coeff", "metric"]).size().eq(4).all()  # 4 test pairs out of 20 (60/20/20)
-    # the unsteered cell is computed once and shared by both layers
-    base = df[df.coeff == 0].pivot_table(index="example_id", columns="layer", values="value", aggfunc="first")
-    assert (base[0] == base[1]).all()
-
     summary = json.loads((out / "summary.json").read_text())
-    vec = SteeringVector.load(out / "vector")
-    assert [s.layer for s in vec.sites] == [summary["best_layer"]]
-    assert vec.provenance.method == "caa" and vec.provenance.d_model == 32
-    assert vec.provenance.dataset == f"{fmt}:{data.name}"
-    assert (out / "heatmap.png").stat().st_size > 0
-    scores = pd.read_csv(out / "layer_scores.csv")
-    assert sorted(scores.layer) == [0, 1] and summary["auto_layer"] == scores.layer.iloc[0]
+    assert SUMMARY_KEYS <= set(summary) and set(summary["per_label"]) == labels
+    assert f"verdict: {summary['verdict']}" in result.output
+    assert summary["positions"] == "after_instruction" and summary["n_test"] == 4  # 4 test pairs of 20 (60/20/20)
+    assert summary["mde"] == pytest.approx(mde_paired(4, summary["sd"]), abs=1e-12)
+    assert summary["orientation"]["split"] == "val" and summary["orientation"]["n"] == 4
+    assert len(summary["effect_ci"]) == len(summary["null_band"]) == 2
 
-
-def test_sweep_mcq_negative_layer_probe(tmp_path, tiny_folder):
-    out = tmp_path / "run"
-    result = invoke(
-        "sweep", "--data", mcq_file(tmp_path), "--format", "mcq", "--method", "probe", "--model", tiny_folder,
-        "--layers", "-1", "--coeffs=-2,2", "--positions", "last_prompt", "--n-test", 3, "--out", out, "--device",
-        "cpu", "--no-progress",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    assert set(df.layer) == {1}
-    assert set(df.metric) == {"accuracy", "p_correct"}
-    assert df.example_id.nunique() == 3
-    assert set(df[df.metric == "accuracy"].value) <= {0.0, 1.0}
+    assert list(df.columns) == [*SWEEP_COLUMNS, "label", "split"]
+    assert set(df.split) == {"val", "test"} and set(df.metric) == {"p_behaviour", "logit_diff"}
+    val = df[(df.split == "val") & (df.metric == "p_behaviour")]
+    assert sorted(val.layer.unique()) == [0, 1] and sorted(val.fraction.unique()) == [-0.5, 0.0, 0.5]
+    test = df[(df.split == "test") & (df.metric == "p_behaviour")]
+    assert set(test.direction) == {"vector", "random:0", "random:1", "random:2"}
+    assert set(test.layer) == {summary["layer"]}
+    vec = SteeringVector.load(out / "vector")
+    assert [str(s) for s in vec.sites] == [summary["site"]] and vec.provenance.dataset == f"{fmt}:{data.name}"
+    assert vec.provenance.extra["orientation"][summary["site"]]["flipped"] == summary["orientation"]["flipped"]
+    assert (out / "heatmap.png").stat().st_size > 0 and (out / "effects.csv").exists()
+    assert sorted(pd.read_csv(out / "layer_scores.csv").layer) == [0, 1]
+
+    again = invoke(*sweep_args(data, fmt, out, tiny_folder))  # a rerun resumes and reports the same
+    assert again.exit_code == 0 and json.loads((out / "summary.json").read_text())["effect"] == summary["effect"]
 
 
-def test_sweep_text_label(tmp_path, tiny_folder):
+def test_sweep_mcq_reports_letters_and_chance(tmp_path, tiny_folder):
+    out = tmp_path / "run"
+    result = invoke(*sweep_args(mcq_file(tmp_path), "mcq", out, tiny_folder, "--method", "probe", "--n-test", 3))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "accuracy" and summary["n_test"] == 3
+    assert set(summary["letter_distribution"]) == {"unsteered", "steered"}
+    assert sum(summary["letter_distribution"]["unsteered"].values()) == pytest.approx(1.0)
+    assert summary["chance"]["chance"] == pytest.approx(1 / 3)
+    df = pd.read_csv(out / "results.csv")
+    assert set(df.metric) == {"accuracy", "p_correct", "pred"}
+
+
+def test_sweep_text_label_loglik(tmp_path, tiny_folder):
     from steerlab.vectors import SteeringVector
 
     out = tmp_path / "run"
-    result = invoke(
-        "sweep", "--data", text_label_file(tmp_path), "--format", "text-label", "--model", tiny_folder,
-        "--layers", "all", "--coeffs", "-2,0,2", "--out", out, "--device", "cpu", "--no-progress",
-    )  # fmt: skip
+    result = invoke(*sweep_args(text_label_file(tmp_path), "text-label", out, tiny_folder))
     assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "loglik_toward" and summary["positions"] == "all"
+    assert set(summary["per_label"]) == {"0", "1"}
     df = pd.read_csv(out / "results.csv")
-    assert list(df.columns) == COLUMNS
-    assert set(df.metric) == {"loglik_pos", "loglik_neg", "loglik_gap"}
-    for _, cell in df.groupby(["layer", "coeff"]):  # the gap is mean(label 1) - mean(label 0) of the per-text rows
-        values = cell.groupby("metric").value.mean()
-        assert values["loglik_gap"] == pytest.approx(values["loglik_pos"] - values["loglik_neg"], abs=1e-9)
-        assert (cell.metric == "loglik_gap").sum() == 1
-    assert (df[df.metric != "loglik_gap"].value < 0).all()  # log-likelihoods
-    assert SteeringVector.load(out / "vector").provenance.read_position == "prompt_last"
-    assert (out / "heatmap.png").exists()
+    for _, cell in df[df.direction == "vector"].groupby(["split", "layer", "fraction"]):
+        values = cell.groupby("metric").value.mean()  # the gap is the mean of the per-text target
+        assert values["loglik_gap"] == pytest.approx(values["loglik_toward"], abs=1e-9)
+    assert SteeringVector.load(out / "vector").provenance.read_position == "token_mean"
+
+
+def test_sweep_generate_scores_generations(tmp_path, tiny_folder):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"Tell me about day {i}." for i in range(8)) + "\n")
+    out = tmp_path / "run"
+    result = invoke(*sweep_args(text_label_file(tmp_path), "text-label", out, tiny_folder, "--eval", "generate",
+                                "--prompts", prompts, "--scorer", "vader", "--max-new-tokens", 4))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "vader" and summary["n_test"] == 4 and "per_label" not in summary
+    assert SUMMARY_KEYS <= set(summary) and summary["n_prompts"] == 8
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert "text" in df and df.text.map(type).eq(str).all()
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -274,6 +289,10 @@ def test_one_class_text_label_exits_2(tmp_path, tiny_folder):
         (["--format", "text-label", "--method", "probe"], "only caa, pca-center and pca-diff"),
         (["--format", "persona", "--coeffs", "1"], "at least two"),
         (["--format", "persona", "--site", "resid_middle"], "valid kinds"),
+        (["--format", "persona", "--fractions", "0,0.25,0.5"], "negative and positive"),
+        (["--format", "persona", "--eval", "generate"], "needs --prompts"),
+        (["--format", "persona", "--eval", "loglik"], "use it with --format text-label"),
+        (["--format", "text-label", "--positions", "after_instruction"], "use --positions all"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, extra, message):
@@ -281,6 +300,20 @@ def test_bad_options_exit_2(tmp_path, extra, message):
     result = invoke("sweep", "--data", data, "--out", tmp_path / "o", *extra)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_bad_scorer_and_prompts_exit_2_before_the_model_loads(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\nthree\nfour\n")
+    base = ("sweep", "--data", text_label_file(tmp_path), "--format", "text-label", "--eval", "generate")
+    result = invoke(*base, "--prompts", prompts, "--scorer", "sentiment", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown scorer 'sentiment'" in result.output
+    result = invoke(*base, "--prompts", tmp_path / "prompt.txt", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "prompts.txt" in result.output  # did you mean
+    prompts.write_text("one\ntwo\n")
+    result = invoke(*base, "--prompts", prompts, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "at least 4" in result.output
+    assert not (tmp_path / "o").exists() and "Traceback" not in result.output
 
 
 def test_missing_file_suggests_close_names(tmp_path):
@@ -361,3 +394,10 @@ def test_notebook_without_kernel_metadata_raises(tmp_path):
     nb = make_notebook(tmp_path / "05_nometa.ipynb", metadata=False)
     with pytest.raises(SteerlabError, match="kernelspec"):
         check_notebook(nb)
+
+
+def test_the_cli_default_fractions_are_the_librarys():
+    from steerlab.cli.sweep import DEFAULT_FRACTIONS
+    from steerlab.scale import DEFAULT_FRACTIONS as LIBRARY
+
+    assert parse_coeffs(DEFAULT_FRACTIONS) == sorted(LIBRARY)

@@ -50,3 +50,27 @@ def test_balanced_split_parts_are_disjoint_and_alternate_answer_orders():
     assert balanced_split(pairs, [10, 6], seed=1) == [train, test]
     with pytest.raises(DataError, match="ask for smaller parts"):
         balanced_split(pairs, [50])
+
+
+def test_stratified_split_keeps_labels_in_every_part_and_prefix():
+    from types import SimpleNamespace
+
+    items = [SimpleNamespace(id=i, label="Yes" if i % 3 else "No") for i in range(90)]  # 60 Yes, 30 No
+    parts = sd.stratified_split(items, (0.6, 0.2, 0.2), seed=1)
+    ids = [it.id for part in parts for it in part]
+    assert sorted(ids) == list(range(90))  # disjoint and complete
+    assert [len(p) for p in parts] == [54, 18, 18]
+    assert [sum(it.label == "No" for it in p) for p in parts] == [18, 6, 6]  # one third in every part
+    assert sum(it.label == "No" for it in parts.test[:9]) == 3  # and in a prefix (a capped test set)
+    assert parts == sd.stratified_split(items, (0.6, 0.2, 0.2), seed=1)
+    assert parts != sd.stratified_split(items, (0.6, 0.2, 0.2), seed=2)
+
+    balanced = sd.stratified_split(items, (0.6, 0.2, 0.2), seed=1, balance=True)
+    assert [len(p) for p in balanced] == [36, 12, 12]
+    for part in balanced:
+        assert sum(it.label == "No" for it in part) == len(part) // 2
+        assert [it.label for it in part[:4]] in (["No", "Yes"] * 2, ["Yes", "No"] * 2)  # alternating
+    by_key = sd.stratified_split(items, (0.5, 0.5), key=lambda it: it.id % 2, seed=0)
+    assert by_key.val == [] and [sum(it.id % 2 for it in p) for p in (by_key.train, by_key.test)] == [22, 23]
+    with pytest.raises(DataError, match="empty"):
+        sd.stratified_split([], (0.6, 0.2, 0.2))

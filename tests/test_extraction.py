@@ -93,7 +93,7 @@ LABELLED = [SimpleNamespace(text=t, label=y, meta={}) for t, y in
 
 
 def test_extract_from_labels_caa_is_the_mean_difference_of_last_tokens(tiny):
-    vec, acts = extract_from_labels(tiny, LABELLED, [0, 1], seed=2, dataset="mood", progress=False)
+    vec, acts = extract_from_labels(tiny, LABELLED, [0, 1], seed=2, read="prompt_last", dataset="mood", progress=False)
     for site in (Site(0), Site(1)):
         last = {y: collect_prompts(tiny, [it.text for it in LABELLED if it.label == y], [site], progress=False)[site]
                 for y in (1, 0)}  # fmt: skip
@@ -104,6 +104,20 @@ def test_extract_from_labels_caa_is_the_mean_difference_of_last_tokens(tiny):
         assert all(any(torch.allclose(row, x) for x in last[0]) for row in acts.neg[site])
     assert acts.read == vec.provenance.read_position == "prompt_last"
     assert vec.provenance.extra["pairing"] == "random label-1/label-0 pairs, seed 2"
+
+
+def test_extract_from_labels_reads_the_mean_over_tokens_without_the_first(tiny):
+    """The default: each text is the mean of its token activations after the first (an attention sink)."""
+    vec, acts = extract_from_labels(tiny, LABELLED, [1], progress=False)
+    site = Site(1)
+
+    def text_mean(text):
+        h = tiny.record([text], [site])[site][0]  # [pos, d]: one text, no padding
+        return h[1:].float().mean(dim=0)
+
+    means = {y: torch.stack([text_mean(it.text) for it in LABELLED if it.label == y]) for y in (1, 0)}
+    torch.testing.assert_close(vec[site], means[1].mean(0) - means[0].mean(0), rtol=1e-5, atol=1e-5)
+    assert acts.read == vec.provenance.read_position == "token_mean"
 
 
 def test_extract_from_labels_pca_uses_the_random_pairs(tiny):

@@ -13,8 +13,9 @@ Layers, bottom to top:
 |       | claims                           | passes (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`), tests   |
 |       |                                  | and intervals, the notebook cache, shared sweep-folder claims    |
 | 1     | data                             | records and datasets                                             |
-| 2     | prompts                          | renders records into model inputs; `mcq_pairs` builds            |
-|       |                                  | `ContrastPair`s, so it sits right above data (data renders none) |
+| 2     | prompts, positions               | renders records into model inputs; `mcq_pairs` builds            |
+|       |                                  | `ContrastPair`s, so it sits right above data (data renders none);|
+|       |                                  | positions finds the chat template's spans in rendered prompts    |
 | 3     | activations                      | runs a backend over records and reads activations                |
 | 4     | methods                          | directions from activations, tensors in and out. BiPO trains     |
 |       |                                  | through the model: it builds `Edit`s from `steerlab.sites` and   |
@@ -26,8 +27,10 @@ Layers, bottom to top:
 | 7     | backends, models                 | run edits on a model; `models` loads a backend                   |
 | 8     | metrics                          | measure an (edited) backend; `text_nll` is the one token loss    |
 | 9     | tasks                            | prepared evaluations; `TextLoglikTask` uses `metrics.text_nll`   |
-| 10    | sweeps                           | grids of task evaluations -> tidy DataFrame                      |
-| 11    | robustness, sae                  | analyses built on sweeps, metrics and methods -> DataFrames      |
+| 10    | sweeps, effects                  | grids of task evaluations -> tidy DataFrame; effects reads them  |
+|       |                                  | (intervals, random bands, per-label effects, MDE, verdicts)      |
+| 11    | robustness, sae, orientation,    | analyses built on sweeps, metrics and methods -> DataFrames; the |
+|       | protocol                         | evaluation protocol (orient, choose on validation, test)         |
 | 12    | plotting                         | draws those frames (the CAE sample-size plot evaluates           |
 |       |                                  | `robustness.sample_size.saturation_curve`, so it is above them)  |
 | 13    | pipelines, agents, cli,          | applications: the paper pipelines and their agents, the command |
@@ -56,7 +59,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steerlab.errors", "steerlab.sites", "steerlab.stats", "steerlab.caching", "steerlab.power", "steerlab.verdicts",
      "steerlab.claims"),
     ("steerlab.data",),
-    ("steerlab.prompts",),
+    ("steerlab.prompts", "steerlab.positions"),
     ("steerlab.activations", "steerlab.scale"),
     ("steerlab.methods",),
     ("steerlab.vectors", "steerlab.provenance", "steerlab.extraction", "steerlab.controls"),
@@ -64,8 +67,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("steerlab.backends", "steerlab.models"),
     ("steerlab.metrics",),
     ("steerlab.tasks",),
-    ("steerlab.sweeps",),
-    ("steerlab.robustness", "steerlab.sae"),
+    ("steerlab.sweeps", "steerlab.effects"),
+    ("steerlab.robustness", "steerlab.sae", "steerlab.orientation", "steerlab.protocol"),
     ("steerlab.plotting",),
     ("steerlab.pipelines", "steerlab.agents", "steerlab.scorers", "steerlab.cli", "steerlab.notebook_runner",
      "steerlab.notebook", "steerlab.testing", "steerlab", "steerlab.__main__"),

@@ -16,7 +16,7 @@ from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import choose_layer, layer_scores, sweep, sweep_effect
+from steerlab.sweeps import SWEEP_COLUMNS, choose_layer, layer_scores, sweep, sweep_effect
 from steerlab.tasks import ChoiceTask
 from steerlab.vectors import Provenance, SteeringVector
 
@@ -71,7 +71,7 @@ def test_sweep_is_tidy_and_baseline_is_shared(tiny, tmp_path):
     computed = []
     df = sweep(tiny, {"a": vector(tiny), ("b", 1): vector(tiny, 1)}, task, coeffs=[-2, 0, 2], out=tmp_path,
                progress=False, on_cell=computed.append)  # fmt: skip
-    assert list(df.columns) == ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
+    assert list(df.columns) == [*SWEEP_COLUMNS, "label"]
     assert len(df) == 2 * 2 * 3 * len(PAIRS) * 2  # methods x layers x coeffs x examples x metrics
     assert len(computed) == 2 * 2 * 2 + 1  # the unsteered cell is computed once
     assert (tmp_path / "results.csv").exists()
@@ -172,3 +172,92 @@ def test_layer_scores_rank_a_separable_layer_first():
     neg = {Site(0): base + torch.randn(n, d) * 0.1, Site(1): torch.randn(n, d)}
     df = layer_scores(pos, neg)
     assert df.iloc[0].layer == 0 and df.iloc[0]["rank"] == 1
+
+
+# ------------------------------------------------------------------- fractions of the norm, random controls
+
+
+def test_fractions_are_the_typical_norm_times_the_fraction(tiny):
+    from steerlab.scale import typical_norm
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    vec = vector(tiny)
+    df = sweep(tiny, vec, task, fractions=[-0.5, 0, 0.5], progress=False)
+    scale = typical_norm(tiny, task.prompts, [Site(0), Site(1)])
+    for site in (Site(0), Site(1)):
+        cell = df[(df.layer == site.layer) & (df.fraction == 0.5)]
+        coeff = 0.5 * scale[site] / float(vec[site].norm())
+        assert cell.coeff.unique() == pytest.approx([coeff], rel=1e-6)  # |coeff * v| = 0.5 * T
+        expected = task.evaluate(steer({site: vec[site]}, coeff))
+        assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)  # float32 logits
+    assert df[df.fraction == 0].coeff.eq(0).all() and set(df.direction) == {"vector"}
+    with pytest.raises(SteerlabError, match="exactly one of coeffs"):
+        sweep(tiny, vec, task, coeffs=[1], fractions=[0.5], progress=False)
+    with pytest.raises(SteerlabError, match="finite"):
+        sweep(tiny, vec, task, coeffs=[float("nan")], progress=False)
+
+
+def test_random_controls_are_norm_matched_seeded_and_at_the_same_strength(tiny, tmp_path):
+    from steerlab.controls import random_like
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    vec = vector(tiny)
+    computed = []
+    kwargs = dict(fractions=[-0.5, 0, 0.25, 0.5], controls=3, controls_at=[0.5], control_seed=7, progress=False)
+    df = sweep(tiny, vec, task, out=tmp_path, on_cell=computed.append, **kwargs)
+    assert len(computed) == 2 * 3 + 1 + 2 * 3  # vector cells, the unsteered cell once, 3 random x 2 sites at 0.5
+    randoms = random_like(vec, 3, seed=7)
+    for i, rnd in enumerate(randoms):
+        for site in vec.sites:
+            assert float(rnd[site].norm()) == pytest.approx(float(vec[site].norm()), rel=1e-5)
+            cell = df[(df.direction == f"random:{i}") & (df.layer == site.layer)]
+            assert set(cell.fraction) == {0.5}
+            vcell = df[(df.direction == "vector") & (df.layer == site.layer) & (df.fraction == 0.5)]
+            assert cell.coeff.iloc[0] == pytest.approx(vcell.coeff.iloc[0], rel=1e-6)  # same norm, same strength
+            expected = task.evaluate(steer({site: rnd[site]}, float(cell.coeff.iloc[0])))
+            assert cell.value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)
+    assert all(torch.equal(a[s], b[s]) for a, b in zip(randoms, random_like(vec, 3, seed=7), strict=True)
+               for s in vec.sites)  # fmt: skip
+    assert not torch.equal(randoms[0][Site(0)], random_like(vec, 3, seed=8)[0][Site(0)])
+
+    again = []  # a resumed sweep recomputes nothing
+    resumed = sweep(tiny, vec, task, out=tmp_path, on_cell=again.append, **kwargs)
+    assert again == [] and resumed.value.to_numpy() == pytest.approx(df.value.to_numpy(), abs=1e-12)
+    with pytest.raises(SteerlabError, match="different scale"):
+        sweep(tiny, vec, task, out=tmp_path, scale={Site(0): 1.0, Site(1): 1.0}, **kwargs)
+    with pytest.raises(SteerlabError, match="not among the strengths"):
+        sweep(tiny, vec, task, fractions=[0, 0.5], controls=2, controls_at=[0.25], progress=False)
+
+
+def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
+    """The seam for several workers: sweep hands the runner every key, a store and a compute function."""
+    from steerlab.sweeps import FolderStore, run_serial
+
+    seen = {}
+
+    def runner(store, keys, compute, **kwargs):
+        seen["keys"], seen["store"] = list(keys), store
+        return run_serial(store, keys, compute, **kwargs)
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    df = sweep(tiny, vector(tiny), task, coeffs=[-1, 0, 1], out=tmp_path, runner=runner, progress=False)
+    assert isinstance(seen["store"], FolderStore) and seen["keys"][-1] == "base"  # the unsteered cell last
+    assert len(seen["keys"]) == 5 and set(seen["store"].done(seen["keys"])) == set(seen["keys"])
+    assert len(df) == 2 * 3 * len(PAIRS) * 2
+
+
+def test_a_custom_edit_builds_each_cell(tiny):
+    from steerlab.interventions import clamp
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    vec = vector(tiny, layers=(1,))
+    seen = []
+
+    def clamped(site, direction, coeff, positions):
+        seen.append(coeff)
+        return [clamp(site, direction, coeff, positions)]
+
+    df = sweep(tiny, vec, task, coeffs=[0, 2.0], edit=clamped, progress=False)
+    assert seen == [2.0]  # strength 0 is the unsteered model, never passed to the edit
+    expected = task.evaluate([clamp(Site(1), vec[Site(1)], 2.0)])
+    assert df[df.coeff == 2.0].value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)

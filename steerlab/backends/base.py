@@ -20,27 +20,9 @@ from torch import Tensor
 
 from steerlab.errors import SteerlabError
 from steerlab.prompts import format_chat
-from steerlab.sites import Batch, Edit, EditCounts, ForwardOutput, Positions, Prefix, Site
+from steerlab.sites import Batch, Edit, EditCounts, ForwardOutput, Prefix, Site
 
 logger = logging.getLogger(__name__)
-
-
-def _cover(positions: Positions, offset: int, length: int, prompt_len: int) -> str | None:
-    """``"all"`` or ``"none"`` when ``positions`` covers all or none of ``[offset, offset + length)`` whatever
-    the padding; ``None`` when it takes a mask. Python ints only, so deciding costs no device sync."""
-    end = offset + length
-    first = {
-        "all": 0, "prompt": 0, "generated": prompt_len, "last_prompt": prompt_len - 1,
-        "from": prompt_len + positions.start if positions.start < 0 else None,
-    }[positions.kind]  # fmt: skip
-    last = {"prompt": prompt_len, "last_prompt": prompt_len}.get(positions.kind, end)  # exclusive
-    if first is None:  # counted from each prompt's first real token: depends on the padding
-        return None
-    if first <= offset and end <= last:
-        return "all"
-    if end <= first or last <= offset:
-        return "none"
-    return None
 
 
 class EditRunner:
@@ -84,7 +66,7 @@ class EditRunner:
         self.seen = offset + length
         n_pad = self._pads(h)
         for edit, counts in zip(self.edits, self.counts, strict=True):
-            cover = _cover(edit.positions, offset, length, self.prompt_len)
+            cover = edit.positions.cover(offset, length, self.prompt_len)
             if cover == "none":
                 counts.append(0)
                 continue

@@ -1,10 +1,13 @@
-"""``steerlab sweep``: extract a steering vector from a data file at many layers, sweep its strength on
-held-out data, and write the results, the best layer's vector, a heatmap, layer scores and a summary.
+"""``steerlab sweep``: extract a steering vector from a data file and evaluate it under the protocol.
 
-The work is the library's: records from `steerlab.data`, vectors from `steerlab.extraction`
-(`extract` on contrast pairs, `extract_from_labels` on labelled texts, `steerlab.prompts.mcq_pairs`
-for MCQ items), a `steerlab.tasks` task, `steerlab.sweeps.sweep` and `steerlab.sweeps.choose_layer`.
-This module reads the options, checks them before anything slow, writes the files and prints.
+Records are split train/val/test, label-balanced (`steerlab.data.stratified_split`); the vector is
+extracted on train at every requested layer; `steerlab.protocol.evaluate_vector` orients each layer on
+validation, chooses the layer and strength on validation, and tests the chosen cell beside random
+directions of the same norm, with per-label effects and the minimum detectable effect. Evaluations:
+``choice`` (behaviour probability or MCQ accuracy), ``loglik`` (text-label log-likelihood) and
+``generate`` (open-ended generations from a prompts file, scored by ``--scorer``).
+
+This module reads the options, checks them before the model loads, writes the files and prints.
 """
 
 from __future__ import annotations
@@ -39,51 +42,104 @@ class Method(StrEnum):
 
 
 class PositionsKind(StrEnum):
+    auto = "auto"
+    after_instruction = "after_instruction"
     all = "all"
     last_prompt = "last_prompt"
+
+
+class Eval(StrEnum):
+    auto = "auto"
+    choice = "choice"
+    loglik = "loglik"
+    generate = "generate"
+
+
+class Sides(StrEnum):
+    both = "both"
+    positive = "positive"
+
+
+class Scope(StrEnum):
+    chosen = "chosen"
+    site = "site"
+    all = "all"
+
+
+DEFAULT_FRACTIONS = "-0.5,-0.25,-0.1,-0.05,0,0.05,0.1,0.25,0.5"  # steerlab.scale.DEFAULT_FRACTIONS
 
 
 @app.command()
 def sweep(
     data: Path = typer.Option(..., "--data", help="The data file (any path, in the format given by --format)."),
     fmt: Format = typer.Option(..., "--format", help="Record format of --data."),
+    out: Path = typer.Option(..., "--out", help="Output folder (a rerun with the same settings resumes)."),
     method: Method = typer.Option(Method.caa, "--method", help="How the vector is extracted."),
     model: str | None = typer.Option(
         None, "--model", help="Embedded name, folder or hub name (default: SmolLM2-135M-Instruct)."
     ),
     backend: BackendKind = typer.Option(BackendKind.tl, "--backend"),
     layers: str = typer.Option("all", "--layers", help="'all', '10-15', '8,12,16', negatives count from the end."),
-    coeffs: str = typer.Option("-8,0,8", "--coeffs", help="Comma-separated strengths, e.g. --coeffs=-8,0,8."),
-    out: Path = typer.Option(..., "--out", help="Output folder (a rerun with the same settings resumes)."),
-    n_train: int | None = typer.Option(
-        None, "--n-train", min=1, help="Cap on training records (default: all of the 60% train split)."
+    fractions: str = typer.Option(
+        DEFAULT_FRACTIONS, "--fractions", help="Strengths as fractions of the layer's typical token norm (with 0)."
     ),
-    n_test: int | None = typer.Option(
-        None, "--n-test", min=1, help="Cap on test records (default: all of the 20% test split)."
+    coeffs: str | None = typer.Option(
+        None, "--coeffs", help="Raw strengths instead of --fractions, e.g. --coeffs=-8,0,8 (PAS's raw scale)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split and the methods."),
-    positions: PositionsKind = typer.Option(PositionsKind.all, "--positions", help="Steered token positions."),
+    evaluation: Eval = typer.Option(
+        Eval.auto, "--eval", help="choice (persona/ab/mcq), loglik (text-label) or generate (needs --prompts)."
+    ),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="--eval generate: prompts, one per line (.txt) or JSONL with a 'prompt' field."
+    ),
+    scorer: str = typer.Option("vader", "--scorer", help='--eval generate: vader, or embedding:"TEXT".'),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens", min=1, help="--eval generate: tokens per prompt."),
+    positions: PositionsKind = typer.Option(
+        PositionsKind.auto, "--positions",
+        help="Steered tokens (auto: after_instruction for choice, all for loglik and generate).",
+    ),  # fmt: skip
+    controls: int = typer.Option(8, "--controls", min=0, help="Random directions of the same norm (0: no band)."),
+    control_scope: Scope = typer.Option(
+        Scope.chosen, "--control-scope", help="Where random directions run: chosen cell, its site, or all cells."
+    ),
+    orient_at: float | None = typer.Option(
+        None, "--orient-at", help="Strength at which +s and -s are compared to orient (default 0.25 of the norm)."
+    ),
+    sides: Sides = typer.Option(
+        Sides.both, "--sides", help="Choose among both signs of the oriented vector, or positive strengths only."
+    ),
+    n_train: int | None = typer.Option(None, "--n-train", min=1, help="Cap on training records (60% split)."),
+    n_val: int | None = typer.Option(None, "--n-val", min=1, help="Cap on validation records (20% split)."),
+    n_test: int | None = typer.Option(None, "--n-test", min=1, help="Cap on test records (20% split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the methods and the random directions."),
     site: str = typer.Option(
         "resid_post", "--site", help="Site kind: resid_pre, attn_out, mlp_in, mlp_out or resid_post."
     ),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = typer.Option(
+        32, "--batch-size", min=1, help="Prompts per forward pass (larger batches amortise per-call overhead)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: the best available)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Extract a steering vector from a data file at many layers and sweep its strength on held-out data.
+    """Extract a steering vector at many layers and test whether it steers, under the evaluation protocol.
 
-    Splits the records 60/20/20 (seeded), extracts the vector on train (val tunes the probe), evaluates
-    every layer x coeff on test and writes results.csv (tidy), vector.safetensors/.json (best layer),
-    heatmap.png, layer_scores.csv and summary.json to --out. Metrics: p_behaviour (persona, ab),
-    accuracy (mcq), loglik_gap (text-label: per-token log-likelihood of label-1 minus label-0 texts).
+    Splits the records 60/20/20 (seeded, label-balanced) and extracts the vector on train. On validation
+    it orients each layer's vector (+s must beat -s) and picks the layer and strength with the largest
+    effect; on test it measures that cell's effect with a 95% interval beside the band of random directions
+    of the same norm, per answer label, with the minimum detectable effect, and prints a one-line verdict.
+    Writes results.csv (one row per item x cell), effects.csv, summary.json and the oriented vector.
     """
     with clean_errors():
         set_threads(threads)
         summary = run_sweep(
             data=data, fmt=fmt.value, method=method.value.replace("-", "_"), model=model, backend=backend.value,
-            layers=layers, coeffs=coeffs, out=out, n_train=n_train, n_test=n_test, seed=seed,
-            positions=positions.value, site_kind=site, batch_size=batch_size, device=device, progress=progress,
+            layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
+            evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
+            positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
+            sides=sides.value,
+            n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
+            device=device, progress=progress,
         )  # fmt: skip
         _print_summary(summary)
 
@@ -117,20 +173,72 @@ def _load_records(path: Path, fmt: str) -> list:
     return records
 
 
-def _check_parts(path: Path, fmt: str, parts: dict[str, list], seed: int) -> None:
-    from steerlab.data import DataError
+def _label_of(fmt: str):
+    from steerlab.tasks import answer_label
 
-    for name in ("train", "test"):
-        if len(parts[name]) < 2:
-            raise DataError(
-                f"{path}: the {name} split has {len(parts[name])} record(s) (of {sum(map(len, parts.values()))}); "
-                "give a file with more records (at least 10 for a 60/20/20 split) or raise --n-train/--n-test"
-            )
-        if fmt == "text-label" and len({it.label for it in parts[name]}) < 2:
-            raise DataError(
-                f"{path}: the {name} split (seed {seed}) holds only label {parts[name][0].label}; give more records of "
-                "each label or another --seed"
-            )
+    if fmt == "text-label":
+        return lambda it: it.label
+    if fmt == "mcq":
+        return lambda it: it.answer
+    return lambda it: answer_label(it.positive)
+
+
+def _load_prompts(path: Path) -> list[str]:
+    """Prompts for open-ended evaluation: one per non-blank line, or JSON Lines with a ``prompt`` field."""
+    from steerlab.data import DataError, load_text_file
+
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return load_text_file(path, style="lines")
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg}); write one object per line") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+            raise DataError(f"{path}, line {number}: needs a non-empty string field 'prompt', got {line[:60]!r}")
+        out.append(record["prompt"])
+    return out
+
+
+def _parse_strengths(fractions: str | None, coeffs: str | None) -> tuple[list[float] | None, list[float] | None]:
+    if coeffs is not None:
+        return None, parse_coeffs(coeffs)
+    values = parse_coeffs(fractions or "", min_count=2)
+    if not any(v > 0 for v in values) or not any(v < 0 for v in values):
+        raise SteerlabError(f"--fractions {fractions!r} needs negative and positive values (to orient the vector), "
+                            f"e.g. {DEFAULT_FRACTIONS}")  # fmt: skip
+    return values, None
+
+
+def _check_options(fmt: str, method: str, evaluation: str, positions: str, prompts: Path | None, out: Path) -> str:
+    """Validate option combinations before anything slow; returns the evaluation to run."""
+    from steerlab.extraction import LABEL_METHODS
+
+    if evaluation == "auto":
+        evaluation = "loglik" if fmt == "text-label" else "choice"
+    if fmt == "text-label" and method not in LABEL_METHODS:
+        raise SteerlabError(
+            f"--method {method.replace('_', '-')} needs contrast pairs; text-label data has unpaired texts, so "
+            "only caa, pca-center and pca-diff apply (use --format persona/ab/mcq for probe and bipo)"
+        )
+    if evaluation == "loglik" and fmt != "text-label":
+        raise SteerlabError("--eval loglik scores labelled texts; use it with --format text-label")
+    if evaluation == "choice" and fmt == "text-label":
+        raise SteerlabError("--eval choice needs questions with answers; text-label data has none: use --eval loglik, "
+                            "or --eval generate with --prompts")  # fmt: skip
+    if evaluation == "generate" and prompts is None:
+        raise SteerlabError("--eval generate needs --prompts FILE (one prompt per line, or JSONL with 'prompt')")
+    if evaluation != "generate" and prompts is not None:
+        raise SteerlabError("--prompts is read only by --eval generate; add --eval generate or drop --prompts")
+    if evaluation == "loglik" and positions in ("after_instruction", "last_prompt"):
+        raise SteerlabError(f"--positions {positions} needs a chat prompt; a text log-likelihood scores raw texts with "
+                            "no template and no last-token answer: use --positions all")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise SteerlabError(f"--out {out} is a file; give a folder (it is created if missing)")
+    return evaluation
 
 
 def run_sweep(
@@ -138,49 +246,66 @@ def run_sweep(
     data: Path,
     fmt: str,
     method: str,
-    model: str | None,
-    backend: str,
-    layers: str,
-    coeffs: str,
     out: Path,
+    model: str | None = None,
+    backend: str = "tl",
+    layers: str = "all",
+    fractions: str | None = DEFAULT_FRACTIONS,
+    coeffs: str | None = None,
+    evaluation: str = "auto",
+    prompts: Path | None = None,
+    scorer: str = "vader",
+    max_new_tokens: int = 40,
+    positions: str = "auto",
+    controls: int = 8,
+    control_scope: str = "chosen",
+    orient_at: float | None = None,
+    sides: str = "both",
     n_train: int | None = None,
+    n_val: int | None = None,
     n_test: int | None = None,
     seed: int = 0,
-    positions: str = "all",
     site_kind: str = "resid_post",
-    batch_size: int = 16,
+    batch_size: int = 32,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The work of ``steerlab sweep`` (see its help); returns the summary it writes to ``out/summary.json``."""
-    from steerlab.sites import ALL, LAST_PROMPT, Site
+    from steerlab.sites import AFTER_INSTRUCTION, ALL, LAST_PROMPT, Site
 
-    if fmt == "text-label":
-        from steerlab.extraction import LABEL_METHODS
-
-        if method not in LABEL_METHODS:
-            raise SteerlabError(
-                f"--method {method.replace('_', '-')} needs contrast pairs; text-label data has unpaired texts, so "
-                "only caa, pca-center and pca-diff apply (use --format persona/ab/mcq for probe and bipo)"
-            )
-        if positions == "last_prompt":
-            raise SteerlabError(
-                "--positions last_prompt steers only the last token, which predicts no scored token of a text-label "
-                "evaluation; use --positions all"
-            )
+    evaluation = _check_options(fmt, method, evaluation, positions, prompts, out)
+    if positions == "auto":
+        positions = "after_instruction" if evaluation == "choice" else "all"
+    steer_at = {"after_instruction": AFTER_INSTRUCTION, "all": ALL, "last_prompt": LAST_PROMPT}[positions]
     Site(0, site_kind)  # validates the kind before anything slow happens
-    strengths = parse_coeffs(coeffs)
+    fracs, raw = _parse_strengths(fractions, coeffs)
     parse_layers(layers, 10**6)  # syntax check now; the range is checked once the model is loaded
     records = _load_records(data, fmt)
+    score = None
+    gen_prompts: list[str] = []
+    if evaluation == "generate":
+        from steerlab.scorers import make_scorer
 
-    from steerlab.data import split
+        gen_prompts = _load_prompts(prompts)
+        if len(gen_prompts) < 4:
+            raise SteerlabError(f"{prompts}: {len(gen_prompts)} prompt(s); give at least 4 (half validate, half test; "
+                                "40 or more for a narrow random band)")  # fmt: skip
+        score = make_scorer(scorer)
 
-    parts = dict(zip(("train", "val", "test"), split(records, (0.6, 0.2, 0.2), seed=seed), strict=True))
-    if n_train is not None:
-        parts["train"], parts["val"] = parts["train"][:n_train], parts["val"][:n_train]
-    if n_test is not None:
-        parts["test"] = parts["test"][:n_test]
-    _check_parts(data, fmt, parts, seed)
+    from steerlab.data import DataError, stratified_split
+
+    parts = dict(zip(("train", "val", "test"), stratified_split(records, (0.6, 0.2, 0.2), _label_of(fmt), seed,
+                                                                balance=fmt != "mcq"), strict=True))  # fmt: skip
+    for name, cap in (("train", n_train), ("val", n_val), ("test", n_test)):
+        parts[name] = parts[name][:cap] if cap else parts[name]
+    for name in ("train", "val", "test") if evaluation != "generate" else ("train",):
+        n_labels = len({_label_of(fmt)(it) for it in parts[name]})
+        if len(parts[name]) < 2 or (fmt != "mcq" and n_labels < 2):
+            raise DataError(
+                f"{data}: the {name} split has {len(parts[name])} record(s) with {n_labels} label(s); give a file with "
+                "more records of each label (at least 10 for a 60/20/20 split) or raise the --n-* caps"
+            )
+    out.mkdir(parents=True, exist_ok=True)
 
     from steerlab.models import load_model
 
@@ -188,98 +313,130 @@ def run_sweep(
     with _timed(timings, "load"):
         lm = load_model(model, backend=backend, device=device)
     sites = [Site(layer, site_kind) for layer in parse_layers(layers, lm.n_layers, lm.name)]
-    dataset = f"{fmt}:{data.name}"
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "text-label":
-        from steerlab.extraction import extract_from_labels
-        from steerlab.tasks import TextLoglikTask
+    vec, acts = _extract(lm, fmt, method, parts, sites, seed, f"{fmt}:{data.name}", batch_size, progress, timings)
+    val_task, test_task, n_gen = _tasks(lm, fmt, evaluation, parts, gen_prompts, score, max_new_tokens, seed,
+                                        (n_val, n_test), batch_size)  # fmt: skip
 
-        task = TextLoglikTask.from_items(lm, parts["test"], batch_size=batch_size)
-        with _timed(timings, "extract"):
-            vec, acts = extract_from_labels(
-                lm, parts["train"], sites, method, seed=seed, dataset=dataset, batch_size=batch_size,
-                progress=progress,
-            )  # fmt: skip
-    else:
-        from steerlab.activations import collect_pairs
-        from steerlab.extraction import extract
-        from steerlab.prompts import mcq_pairs
-        from steerlab.tasks import ChoiceTask
+    from steerlab.protocol import evaluate_vector
 
-        if fmt == "mcq":
-            train, val = mcq_pairs(parts["train"], seed), mcq_pairs(parts["val"], seed + 1)
-            task = ChoiceTask.from_mcq(lm, parts["test"], batch_size=batch_size)
-        else:
-            train, val = parts["train"], parts["val"]
-            task = ChoiceTask.from_pairs(lm, parts["test"], batch_size=batch_size)
-        kwargs = {"seed": seed} if method in ("probe", "bipo") else {}
-        with _timed(timings, "activations"):  # one pass serves the method and the layer scores
-            acts = collect_pairs(lm, train, sites, batch_size=batch_size, progress=progress)
-        with _timed(timings, "extract"):
-            vec = extract(
-                lm, train, sites, method, val_pairs=val or None, dataset=dataset, batch_size=batch_size,
-                progress=progress, activations=acts, **kwargs,
-            )  # fmt: skip
-    from steerlab.sweeps import choose_layer, layer_scores
-    from steerlab.sweeps import sweep as run_grid
+    with _timed(timings, "protocol"):
+        res = evaluate_vector(
+            lm, vec, val_task, test_task, fractions=fracs, coeffs=raw, positions=steer_at, controls=controls,
+            control_scope=control_scope, control_seed=seed, orient_at=orient_at, sides=sides, out=out,
+            progress=progress,
+        )  # fmt: skip
+    from steerlab.sweeps import layer_scores
 
-    steer_at = LAST_PROMPT if positions == "last_prompt" else ALL
-    with _timed(timings, "sweep"):
-        df = run_grid(lm, {(method, seed): vec}, task, coeffs=strengths, positions=steer_at, out=out, progress=progress)
-    scores = layer_scores(acts.pos, acts.neg)
-    choice = choose_layer(df, task.metrics[0], scores)
-    _write_outputs(lm, vec, df, scores, choice, out, metric=task.metrics[0], data=data)
+    _write_outputs(lm, res, layer_scores(acts.pos, acts.neg) if acts is not None else None, out, data)
     summary = {
-        "data": str(data), "format": fmt, "model": lm.name, "backend": lm.kind, "method": vec.provenance.method,
-        "site": choice.site.kind, "layers": [s.layer for s in vec.sites], "coeffs": sorted(df.coeff.unique().tolist()),
-        "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_test": len(parts["test"]),
-        "metric": task.metrics[0], "baseline": choice.baseline, "best_layer": choice.site.layer,
-        "best_effect": choice.effect, "auto_layer": choice.auto.layer, "auto_layer_score": choice.auto_score,
-        "auto_layer_sweep_rank": choice.auto_rank, "auto_layer_effect": choice.auto_effect,
-        "n_layers_swept": len(choice.effects), "seconds": timings, "out": str(out),
+        "data": str(data), "format": fmt, "eval": evaluation, "model": lm.name, "backend": lm.kind,
+        "method": vec.provenance.method, "layers": [s.layer for s in vec.sites], "n_train": len(parts["train"]),
+        **({"n_prompts": n_gen, "scorer": score.name} if score is not None else {}),
+        **res.summary, "seconds": timings, "out": str(out),
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _write_outputs(lm, vec, df, scores, choice, out: Path, *, metric: str, data: Path) -> None:
-    """Save the best site's vector, the layer scores and the heatmap of ``metric``."""
+def _extract(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings):
+    """The vector at every site from the training split, and the activations behind it (for layer scores)."""
+    if fmt == "text-label":
+        from steerlab.extraction import extract_from_labels
+
+        with _timed(timings, "extract"):
+            return extract_from_labels(lm, parts["train"], sites, method, seed=seed, dataset=dataset,
+                                       batch_size=batch_size, progress=progress)  # fmt: skip
+    from steerlab.activations import collect_pairs
+    from steerlab.extraction import extract
+    from steerlab.prompts import mcq_pairs
+
+    train, val = parts["train"], parts["val"]
+    if fmt == "mcq":
+        train, val = mcq_pairs(train, seed), mcq_pairs(val, seed + 1)
+    kwargs = {"seed": seed} if method in ("probe", "bipo") else {}
+    with _timed(timings, "activations"):  # one pass serves the method and the layer scores
+        acts = collect_pairs(lm, train, sites, batch_size=batch_size, progress=progress)
+    with _timed(timings, "extract"):
+        vec = extract(lm, train, sites, method, val_pairs=val or None, dataset=dataset, batch_size=batch_size,
+                      progress=progress, activations=acts, **kwargs)  # fmt: skip
+    return vec, acts
+
+
+def _tasks(lm, fmt, evaluation, parts, gen_prompts, score, max_new_tokens, seed, caps, batch_size):
+    """The validation and test tasks (and the number of generation prompts, or None)."""
+    from steerlab.tasks import ChoiceTask, GenerationTask, TextLoglikTask
+
+    if evaluation == "generate":
+        from steerlab.data import split
+
+        _, val, test = split(gen_prompts, (0.0, 0.5, 0.5), seed)
+        val, test = val[: caps[0]] if caps[0] else val, test[: caps[1]] if caps[1] else test
+        make = lambda ps: GenerationTask(lm, ps, score, max_new_tokens=max_new_tokens, batch_size=batch_size)  # noqa: E731
+        return make(val), make(test), len(val) + len(test)
+    if evaluation == "loglik":
+        return (TextLoglikTask.from_items(lm, parts["val"], batch_size=batch_size),
+                TextLoglikTask.from_items(lm, parts["test"], batch_size=batch_size), None)  # fmt: skip
+    if fmt == "mcq":
+        return (ChoiceTask.from_mcq(lm, parts["val"], batch_size=batch_size),
+                ChoiceTask.from_mcq(lm, parts["test"], batch_size=batch_size), None)  # fmt: skip
+    return (ChoiceTask.from_pairs(lm, parts["val"], batch_size=batch_size),
+            ChoiceTask.from_pairs(lm, parts["test"], batch_size=batch_size), None)  # fmt: skip
+
+
+def _write_outputs(lm, res, scores, out: Path, data: Path) -> None:
+    """results.csv, effects.csv, labels.csv, the oriented vector at the chosen site, layer scores, a heatmap."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no window
     import matplotlib.pyplot as plt
 
     from steerlab.plotting import plot_layer_heatmap, save_figure
+    from steerlab.sites import Site
 
-    vec.select([choice.site]).save(out / "vector")
-    scores.to_csv(out / "layer_scores.csv", index=False)
-    ax = plot_layer_heatmap(df, metric=metric)
-    ax.set_title(f"{metric}: {vec.provenance.method} on {data.name} ({lm.name})")
+    res.results.to_csv(out / "results.csv", index=False)
+    res.effects.to_csv(out / "effects.csv", index=False)
+    if res.labels is not None:
+        res.labels.to_csv(out / "labels.csv", index=False)
+    res.vector.select([Site.parse(res.summary["site"])]).save(out / "vector")
+    if scores is not None:
+        scores.to_csv(out / "layer_scores.csv", index=False)
+    metric, unit = res.summary["metric"], res.summary["strength_unit"]
+    val = res.results[(res.results.split == "val") & (res.results.direction == "vector")]
+    ax = plot_layer_heatmap(val.assign(coeff=val[unit]), metric=metric)
+    ax.set_xlabel(f"strength ({unit}{' of the typical norm' if unit == 'fraction' else ''}), oriented")
+    ax.set_title(f"validation {metric}: {res.vector.provenance.method} on {data.name} ({lm.name})")
     save_figure(ax.figure, "heatmap", folder=out)
     plt.close(ax.figure)
 
 
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
+
+
 def _print_summary(s: dict[str, Any]) -> None:
-    lo, hi = s["coeffs"][0], s["coeffs"][-1]
-    base = "n/a (coeff 0 not swept)" if s["baseline"] is None else f"{s['baseline']:.3f}"
-    typer.echo(
-        f"{s['format']} data {s['data']}: train {s['n_train']}, val {s['n_val']}, test {s['n_test']}\n"
-        f"{s['method']} on {s['model']} ({s['backend']}), {s['site']} layers {_span(s['layers'])}, "
-        f"coeffs {', '.join(f'{c:g}' for c in s['coeffs'])}\n"
-        f"time: {', '.join(f'{k} {v:g} s' for k, v in s['seconds'].items())}\n"
-        f"unsteered {s['metric']}: {base}\n"
-        f"best layer: {s['best_layer']} (effect {s['best_effect']:+.3f} in {s['metric']} from coeff {lo:g} to {hi:g})\n"
-        f"automatic layer choice (layer_scores on training activations): layer {s['auto_layer']} "
-        f"(score {s['auto_layer_score']:.3f}), rank {s['auto_layer_sweep_rank']} of {s['n_layers_swept']} in the "
-        f"sweep (effect {s['auto_layer_effect']:+.3f})"
-    )
-    if s["best_effect"] <= 0:
-        typer.echo(
-            f"note: no layer raised {s['metric']} from coeff {lo:g} to {hi:g}; the vector does not steer this way "
-            "here (its sign may be reversed, or the strengths too small)"
-        )
-    typer.echo(f"wrote results.csv, vector.safetensors/.json (layer {s['best_layer']}), heatmap.png/.pdf, "
-               f"layer_scores.csv, summary.json in {s['out']}")  # fmt: skip
+    o, sel = s["orientation"], s["selection"]
+    unit = " x the typical norm" if s["strength_unit"] == "fraction" else " (raw)"
+    n = f"train {s['n_train']}, val {s['n_val']}, test {s['n_test']}"
+    lines = [
+        f"{s['format']} data {s['data']} ({s['eval']}): {n}",
+        f"{s['method']} on {s['model']} ({s['backend']}), layers {_span(s['layers'])}, positions {s['positions']} "
+        f"({s['positions_resolved']}), metric {s['metric']}",
+        f"orientation on validation (+s vs -s at {o['strength']:g}{unit}): flipped at "
+        f"{', '.join(o['flipped_sites']) or 'no layer'}; at {s['site']}: {_f(o['effect'])} [{_f(o['lo'])}, "
+        f"{_f(o['hi'])}] over {o['n']} items",
+        f"chosen on validation: {s['site']} at {s['strength']:+g}{unit} (coeff {s['coeff']:.3g}), validation effect "
+        f"{_f(sel['val_effect'])} ({sel['rule']} among {sel['among']}; biased away from 0 by the choice)",
+        f"test: {s['metric']} {s['baseline']:.3f} unsteered -> {s['steered']:.3f}, effect {_f(s['effect'])} "
+        f"[{_f(s['effect_ci'][0])}, {_f(s['effect_ci'][1])}], random band ({s['controls']} directions) "
+        f"[{_f(s['null_band'][0])}, {_f(s['null_band'][1])}], MDE {'n/a' if s['mde'] is None else round(s['mde'], 3)}",
+    ]
+    if "per_label" in s:
+        labels = s["per_label"].items()
+        lines.append("per label: " + ", ".join(f"{k} {_f(v['effect'])} (n={v['n']})" for k, v in labels))
+    lines.append(f"time: {', '.join(f'{k} {v:g} s' for k, v in s['seconds'].items())}")
+    lines.append(f"wrote results.csv, effects.csv, summary.json, vector.safetensors/.json, heatmap.png in {s['out']}")
+    lines.append(f"verdict: {s['verdict']}")
+    typer.echo("\n".join(line for line in lines if line))
 
 
 def _span(layers: list[int]) -> str:

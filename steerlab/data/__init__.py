@@ -73,7 +73,7 @@ from steerlab.data.readers import load_ab_file, load_mcq_jsonl, load_pairs_jsonl
 from steerlab.data.records import ContrastPair, DataError, MCQItem, TextItem
 from steerlab.data.root import data_root
 from steerlab.data.specs import load_dataset
-from steerlab.data.splits import Split, balanced_split, sample, split
+from steerlab.data.splits import Split, balanced_split, sample, split, stratified_split
 
 __all__ = [
     "AIRISK_SOURCES",
@@ -121,5 +121,6 @@ __all__ = [
     "read_text_file",
     "sample",
     "split",
+    "stratified_split",
     "text_files",
 ]

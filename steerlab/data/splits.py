@@ -1,4 +1,5 @@
-"""Seeded splits and samples of record lists: `split`, `sample` and the label-balanced `balanced_split`.
+"""Seeded splits and samples of record lists: `split`, `sample`, the label-balanced `balanced_split` and
+`stratified_split` (any label function; every part, and every prefix of a part, keeps the label mix).
 
 Copies of one record (same content, `steerlab.data.records.record_key`) always land in the same part
 of a `split`, so nothing in the test part was seen in training; the copies are counted in a warning.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from steerlab.data.records import ContrastPair, DataError, record_key
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["Split", "balanced_split", "sample", "split"]
+__all__ = ["Split", "balanced_split", "sample", "split", "stratified_split"]
 
 
 class Split(NamedTuple, Generic[T]):
@@ -135,3 +136,60 @@ def balanced_split(pairs: Sequence[ContrastPair], sizes: Sequence[int], seed: in
         i, j = i + len(a), j + len(b)
     return parts
 
+
+def stratified_split(
+    items: Sequence[T],
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    key: Callable[[T], Hashable] | None = None,
+    seed: int = 0,
+    *,
+    balance: bool = False,
+) -> Split[T]:
+    """Train/val/test parts in which every label (``key(item)``) keeps its share, seeded.
+
+    Each label's items are shuffled with ``random.Random(seed)`` and cut in ``fractions`` (rounded at the
+    cumulative boundaries, as `split`); each part then takes its labels in turn (A, B, A, B, ...), so any
+    prefix of a part (a capped test set) keeps the mix too. With ``balance=True`` every label is first cut
+    to the size of the smallest, so each part holds the labels in equal numbers (a model that always gives
+    one answer then scores exactly chance); the dropped items are logged.
+
+    Args:
+        items: The records; not modified.
+        fractions: (train, val, test) or (train, test), non-negative, summing to 1.
+        key: The label of an item (default: the item's ``label`` attribute).
+        seed: The shuffle seed.
+        balance: Equal numbers of each label in every part.
+
+    Example:
+        >>> items = [("x", i % 4 == 0) for i in range(20)]           # 5 of one label, 15 of the other
+        >>> parts = stratified_split(items, (0.6, 0.2, 0.2), key=lambda it: it[1], seed=0)
+        >>> [sum(it[1] for it in part) for part in parts], [len(part) for part in parts]
+        ([3, 1, 1], [12, 4, 4])
+        >>> [len(p) for p in stratified_split(items, (0.6, 0.2, 0.2), key=lambda it: it[1], balance=True)]
+        [6, 2, 2]
+    """
+    if len(items) == 0:
+        raise DataError("cannot split an empty list of items; check that the loader returned records")
+    key = key or (lambda it: it.label)  # type: ignore[attr-defined]
+    groups: dict[Hashable, list[T]] = {}
+    for it in items:
+        groups.setdefault(key(it), []).append(it)
+    if balance:
+        smallest = min(len(g) for g in groups.values())
+        dropped = sum(len(g) - smallest for g in groups.values())
+        if dropped:
+            logger.info("stratified_split: balancing %d labels drops %d of %d items", len(groups), dropped, len(items))
+        groups = {k: sample(g, smallest, seed) for k, g in groups.items()}
+    cut = {k: split(g, fractions, seed) for k, g in sorted(groups.items(), key=lambda kv: str(kv[0]))}
+    parts = []
+    for index in range(3):
+        columns = [c[index] for c in cut.values()]
+        merged = [it for row in zip(*columns, strict=False) for it in row]
+        longest = max((len(c) for c in columns), default=0)
+        shortest = min((len(c) for c in columns), default=0)
+        if longest > shortest:  # unequal labels: keep the labels' proportions along the part
+            order = sorted(((j / len(c), n, it) for n, c in enumerate(columns) for j, it in enumerate(c)),
+                           key=lambda t: (t[0], t[1]))  # fmt: skip
+            merged = [it for _, _, it in order]
+        parts.append(merged)
+    return Split(*parts)
