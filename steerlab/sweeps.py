@@ -165,13 +165,14 @@ def _strengths(coeffs, fractions) -> tuple[list[float], str]:
             "norm, e.g. steerlab.scale.DEFAULT_FRACTIONS)"
         )
     values, unit = (coeffs, "c") if coeffs is not None else (fractions, "f")
+    name = "coeffs" if unit == "c" else "fractions"
     try:
         values = list(dict.fromkeys(float(v) for v in values))
     except (TypeError, ValueError):
-        raise SteerlabError(f"strengths must be numbers, got {values!r}") from None
+        raise SteerlabError(f"{name} must be numbers, got {values!r}") from None
     bad = [v for v in values if not math.isfinite(v)]
     if not values or bad:
-        raise SteerlabError(f"strengths must be a non-empty list of finite numbers, got {values!r}")
+        raise SteerlabError(f"{name} must be a non-empty list of finite numbers, got {values!r}")
     return values, unit
 
 

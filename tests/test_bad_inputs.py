@@ -34,11 +34,6 @@ from steerlab.vectors import Provenance, SteeringVector
 READ_ONLY = Path("/proc/self")  # a folder nobody (not even root) can create files in
 
 
-def owner(name: str, what: str):
-    """Mark a case whose fix is another owner's: it documents the wanted behaviour and passes once fixed."""
-    return pytest.mark.xfail(strict=False, reason=f"for {name}: {what}")
-
-
 # ----------------------------------------------------------------------------------------------- helpers
 
 
@@ -146,7 +141,6 @@ def test_sweep_rejects_non_finite_and_huge_coeffs(lm, coeffs):
         sl.sweep(lm, {"caa": vector()}, task, coeffs=coeffs, progress=False)
 
 
-@owner("h13core (sweeps.py)", "an empty coeffs list says 'no cells: none of the requested sites'")
 def test_sweep_empty_coeffs_names_coeffs(lm):
     task = sl.ChoiceTask.from_pairs(lm, [ContrastPair("q", "Yes", "No")])
     with pytest.raises(SteerlabError, match="coeff"):
@@ -220,7 +214,6 @@ def test_typical_norm_rejects_bad_batch_size(lm):
         sl.scale.typical_norm(lm, ["some prompt"], [1], batch_size=0)
 
 
-@owner("h13core (tasks.py)", "ChoiceTask/TextLoglikTask should call errors.check_positive_int(batch_size)")
 @pytest.mark.parametrize("batch_size", [0, -2])
 def test_tasks_reject_bad_batch_size(lm, batch_size):
     with pytest.raises(SteerlabError, match="batch_size"):
@@ -601,7 +594,6 @@ def test_cli_sweep_forty_identical_records(no_model, tmp_path):
                       "1 distinct", "copies")  # fmt: skip
 
 
-@owner("h13core (cli/sweep.py)", "--out is created after the model loads (call cli.main.output_folder(out) first)")
 @pytest.mark.parametrize("out", ["file", "read-only"])
 def test_cli_sweep_bad_out(no_model, persona, tmp_path, out):
     target = READ_ONLY if out == "read-only" else tmp_path / "taken"
@@ -610,7 +602,6 @@ def test_cli_sweep_bad_out(no_model, persona, tmp_path, out):
     assert_clean_exit(cli("sweep", "--data", persona, "--format", "persona", "--out", target), str(target))
 
 
-@owner("h13core (sweeps.py/cli/sweep.py)", "a text-label rerun into the same --out silently replaces the results")
 def test_cli_text_label_rerun_with_other_settings_is_refused(tmp_path, tiny_folder):
     rows = ["text,label"] + [f'"{"happy" if i % 2 else "sad"} day {i}",{i % 2}' for i in range(20)]
     data = tmp_path / "mood.csv"
@@ -708,7 +699,6 @@ def test_cli_backend_default_is_nnsight(names):
     assert backend_default(*names) == "nnsight"
 
 
-@owner("h13core (cli/sweep.py)", "--backend defaults to tl; make it BackendKind.nnsight as everywhere else")
 def test_cli_sweep_backend_default_is_nnsight():
     assert backend_default("sweep") == "nnsight"
 
@@ -732,7 +722,6 @@ def test_cli_saas_works_offline_out_of_the_box(tmp_path, tiny_folder):
     assert "score:liking things" in (out / "instances.csv").read_text()
 
 
-@owner("h12nb (pipelines/saas_vector.py)", "the summary names 'local:...' as the agent though no agent was called")
 def test_saas_summary_names_only_the_agents_used(tmp_path, tiny_folder):
     data = write_jsonl(tmp_path / "p.jsonl", persona_records(12))
     subs = agents.save_subbehaviours(agents.from_statement("liking"), tmp_path / "s.yaml")

@@ -22,7 +22,16 @@ from typing import Any
 
 import typer
 
-from steerlab.cli.main import THREADS_HELP, BackendKind, app, clean_errors, parse_coeffs, parse_layers, set_threads
+from steerlab.cli.main import (
+    THREADS_HELP,
+    BackendKind,
+    app,
+    clean_errors,
+    output_folder,
+    parse_coeffs,
+    parse_layers,
+    set_threads,
+)  # fmt: skip
 from steerlab.errors import SteerlabError
 
 
@@ -78,7 +87,7 @@ def sweep(
     model: str | None = typer.Option(
         None, "--model", help="Embedded name, folder or hub name (default: SmolLM2-135M-Instruct)."
     ),
-    backend: BackendKind = typer.Option(BackendKind.tl, "--backend"),
+    backend: BackendKind = typer.Option(BackendKind.nnsight, "--backend"),
     layers: str = typer.Option("all", "--layers", help="'all', '10-15', '8,12,16', negatives count from the end."),
     fractions: str = typer.Option(
         DEFAULT_FRACTIONS, "--fractions", help="Strengths as fractions of the layer's typical token norm (with 0)."
@@ -248,7 +257,7 @@ def run_sweep(
     method: str,
     out: Path,
     model: str | None = None,
-    backend: str = "tl",
+    backend: str = "nnsight",
     layers: str = "all",
     fractions: str | None = DEFAULT_FRACTIONS,
     coeffs: str | None = None,
@@ -274,6 +283,10 @@ def run_sweep(
     from steerlab.sites import AFTER_INSTRUCTION, ALL, LAST_PROMPT, Site
 
     evaluation = _check_options(fmt, method, evaluation, positions, prompts, out)
+    existed = out.exists()
+    output_folder(out)  # paths first: a bad --out fails before the data are read ...
+    if not existed:
+        out.rmdir()  # ... and a run stopped by a bad input leaves no empty folder behind
     if positions == "auto":
         positions = "after_instruction" if evaluation == "choice" else "all"
     steer_at = {"after_instruction": AFTER_INSTRUCTION, "all": ALL, "last_prompt": LAST_PROMPT}[positions]
@@ -305,7 +318,14 @@ def run_sweep(
                 f"{data}: the {name} split has {len(parts[name])} record(s) with {n_labels} label(s); give a file with "
                 "more records of each label (at least 10 for a 60/20/20 split) or raise the --n-* caps"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
+    _claim_run(out, {
+        "data": str(data.resolve()), "format": fmt, "method": method, "model": model, "backend": backend,
+        "layers": layers, "fractions": fracs, "coeffs": raw, "eval": evaluation, "prompts": str(prompts),
+        "scorer": scorer, "max_new_tokens": max_new_tokens, "positions": positions, "controls": controls,
+        "control_scope": control_scope, "orient_at": orient_at, "sides": sides, "n_train": n_train, "n_val": n_val,
+        "n_test": n_test, "seed": seed, "site": site_kind,
+    })  # fmt: skip
 
     from steerlab.models import load_model
 
@@ -336,6 +356,26 @@ def run_sweep(
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _claim_run(out: Path, settings: dict[str, Any]) -> None:
+    """Write ``out/run.json`` with the settings of this run, or refuse a rerun into ``out`` with other settings (its
+    results.csv and summary.json would replace the earlier run's). The same settings resume the earlier run."""
+    path = out / "run.json"
+    settings = json.loads(json.dumps(settings))  # as it reads back: tuples become lists
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise SteerlabError(f"{path} is not valid JSON; delete it (or the folder) to start afresh") from None
+        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
+        if changed:
+            raise SteerlabError(
+                f"--out {out} holds a sweep run with different settings ({', '.join(changed)}): its results would be "
+                "replaced; give another --out, or delete the folder to start again (the same settings resume it)"
+            )
+        return
+    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def _extract(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings):

@@ -165,10 +165,11 @@ def compute_saas_vector(
     instances.insert(1, "prompt", [p.prompt for p in pairs])
     instances.insert(2, "positive", [p.positive for p in pairs])
     instances["s"], instances["eligible"], instances["weight"] = s, elig, w.numpy()
-    chat_calls = {"asked": chat.misses, "cached": chat.hits} if hasattr(chat, "misses") else None
+    used_chat = subbehaviours is None or agent != "embedding"  # Agents 1-2 decompose, or the chat agent scores
+    chat_calls = {"asked": chat.misses, "cached": chat.hits} if used_chat and hasattr(chat, "misses") else None
     summary = {
         "data": dataset, "behavior": behavior, "n_pairs": len(pairs), "layer": site.layer,
-        "subbehaviours_source": subs.source, "agent": chat.name, "agent3": scorer.name, "agent_calls": chat_calls,
+        "subbehaviours_source": subs.source, "agent": chat.name if used_chat else None, "agent3": scorer.name, "agent_calls": chat_calls,
         "parse_failures": int(sum(not r["ok"] for r in log)), "eligible_share": float(elig.mean()),
         "separable_share": float(report.separable.mean()), "consistent_share": float(report.consistent.mean()),
         "tau": tau, "t": t, "effective_n": float(1.0 / (w**2).sum()), "vector_norm": float(vector.norm()),
