@@ -169,7 +169,8 @@ def compute_saas_vector(
     chat_calls = {"asked": chat.misses, "cached": chat.hits} if used_chat and hasattr(chat, "misses") else None
     summary = {
         "data": dataset, "behavior": behavior, "n_pairs": len(pairs), "layer": site.layer,
-        "subbehaviours_source": subs.source, "agent": chat.name if used_chat else None, "agent3": scorer.name, "agent_calls": chat_calls,
+        "subbehaviours_source": subs.source, "agent": chat.name if used_chat else None, "agent3": scorer.name,
+        "agent_calls": chat_calls,
         "parse_failures": int(sum(not r["ok"] for r in log)), "eligible_share": float(elig.mean()),
         "separable_share": float(report.separable.mean()), "consistent_share": float(report.consistent.mean()),
         "tau": tau, "t": t, "effective_n": float(1.0 / (w**2).sum()), "vector_norm": float(vector.norm()),
