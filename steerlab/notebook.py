@@ -4,12 +4,12 @@ A notebook's first code cell, tagged ``parameters``, holds ``SMOKE``, ``FIGURES`
 ``DTYPE`` and ``BATCH_SIZE`` (`steerlab.notebook_runner` injects new values after it); the next cell turns
 them into a `Run`, and every setting that depends on the model derives from it:
 
-    >>> run = start("01_caa_layer_sweep", smoke=SMOKE, figures=FIGURES, model=MODEL, device=DEVICE,
+    >>> run = start("02_caa_layer_sweep", smoke=SMOKE, figures=FIGURES, model=MODEL, device=DEVICE,
     ...             dtype=DTYPE, batch_size=BATCH_SIZE)                                  # doctest: +SKIP
     >>> LAYER = run.layer(0.4)       # 40% of the depth: layer 12 of SmolLM2-135M's 30, 7 of Gemma-3-270M's 18
     >>> with run.timed("vectors"):   # doctest: +SKIP
     ...     acts = cached(run.runs / "acts.pt", lambda: collect_pairs(run.lm, pairs, [sl.Site(LAYER)]))
-    >>> save_figure(fig, "01_caa_layer_sweep", run.figures)                              # doctest: +SKIP
+    >>> save_figure(fig, "02_caa_layer_sweep", run.figures)                              # doctest: +SKIP
     >>> run.timings_table().round(0)                                                     # doctest: +SKIP
 
 * ``run.runs`` holds a notebook's cached intermediate results: ``<figures>/../runs/<model>/<notebook>`` in full
@@ -81,7 +81,7 @@ def model_label(name: str | None) -> str:
 class Run:
     """One execution of a notebook: settings, folders, the model and stage timings (make it with `start`)."""
 
-    name: str  # the notebook's name, e.g. "01_caa_layer_sweep"
+    name: str  # the notebook's name, e.g. "02_caa_layer_sweep"
     smoke: bool  # a quick run (few items, few layers) for CI
     figures: Path  # figures and result tables
     runs: Path  # cached intermediate results (a temporary folder in smoke mode)
@@ -232,7 +232,7 @@ def start(
     """Start a notebook run: make its folders and set torch's CPU threads; the model loads on first use.
 
     Args:
-        name: The notebook's name (``"01_caa_layer_sweep"``).
+        name: The notebook's name (``"02_caa_layer_sweep"``).
         smoke, figures, model, device, dtype, batch_size: The notebook's parameters (see `Run`).
         backend: The backend of ``run.lm`` (``"nnsight"`` or ``"tl"``).
         runs: The runs sub-folder, when notebooks share one (02-05 share ``"pas"`` so they reuse each other's
@@ -247,7 +247,7 @@ def start(
 
     for what, value in (("notebook name", name), ("runs folder name", runs or name)):
         if not value or Path(value).name != value or value in (".", ".."):
-            raise SteerlabError(f"{what} {value!r} must be a plain name like '01_caa_layer_sweep', not a path")
+            raise SteerlabError(f"{what} {value!r} must be a plain name like '02_caa_layer_sweep', not a path")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise SteerlabError(f"BATCH_SIZE {batch_size!r} must be a positive integer, or None for the notebook's own")
     figures = Path(figures)

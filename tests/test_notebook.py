@@ -37,7 +37,7 @@ def test_layer_fractions_give_smollm2_the_layers_its_committed_results_used(smol
             1.0: 29}  # fmt: skip
     assert {f: smol_shaped.layer(f) for f in used} == used
     assert smol_shaped.layers(0.27, 0.47, 0.67) == (8, 14, 20)
-    assert (4 * smol_shaped.d_model, 2 * smol_shaped.d_model) == (2304, 1152)  # notebook 13's SAE widths
+    assert (4 * smol_shaped.d_model, 2 * smol_shaped.d_model) == (2304, 1152)  # notebook 14's SAE widths
     assert not smol_shaped.loaded  # n_layers and d_model came from the config: nothing was loaded
 
 
@@ -109,4 +109,4 @@ def test_data_folder_holds_the_notebooks_inputs():
     files = sorted((DATA / "subbehaviours").glob("*.yaml"))
     assert {f.stem for f in files} >= {"agreeableness", "openness", "refusal", "hallucination"}
     assert all(load_subbehaviours(f).kept for f in files)
-    assert list((DATA / "agent_cache" / model_slug(None)).rglob("*.json"))  # notebook 08's cached agent calls
+    assert list((DATA / "agent_cache" / model_slug(None)).rglob("*.json"))  # notebook 09's cached agent calls

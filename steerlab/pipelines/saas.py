@@ -8,7 +8,7 @@ unsteered model's answer logits (for the logit-diff and conf baselines). Per spl
 1. builds the vectors on the training part: Base (none), CAA, PCA-center, PCA-diff, BiPO (one layer),
    logit-diff, conf and SAAS (plus any `SaasVariant` for ablations);
 2. scales every direction to ``fraction`` x the mean residual norm at its layer (the strengths of this
-   135M model's raw vectors are too small to act at +-1; see notebook 01), so ``alpha = +-1`` means
+   135M model's raw vectors are too small to act at +-1; see notebook 02), so ``alpha = +-1`` means
    ``+-fraction |resid|`` for every method and methods differ only in direction;
 3. evaluates each (method, layer, t) at ``alpha = -1, +1`` on validation, picks per method the cell
    with the largest ``p(+1) - p(-1)``, and evaluates that cell (and Base) on the test part.
@@ -46,7 +46,7 @@ BASELINES = ("caa", "pca_center", "pca_diff", "bipo", "logit_diff", "conf")
 
 @dataclass(frozen=True)
 class SaasConfig:
-    """Settings of one SAAS comparison (defaults: the budget of notebook 06)."""
+    """Settings of one SAAS comparison (defaults: the budget of notebook 07)."""
 
     layers: tuple[int, ...] = (10, 14, 18)  # candidate layers, chosen on validation per method
     taus: tuple[float, ...] = (0.3, 1.0, 3.0)  # SAAS temperatures, in units of std(s)
