@@ -231,7 +231,8 @@ def test_random_controls_are_norm_matched_seeded_and_at_the_same_strength(tiny, 
 
 def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
     """The seam for several workers: sweep hands the runner every key, a store and a compute function."""
-    from steerlab.sweeps import FolderStore, run_serial
+    from steerlab.claims import CellStore
+    from steerlab.sweeps import run_serial
 
     seen = {}
 
@@ -241,7 +242,7 @@ def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
 
     task = ChoiceTask.from_pairs(tiny, PAIRS)
     df = sweep(tiny, vector(tiny), task, coeffs=[-1, 0, 1], out=tmp_path, runner=runner, progress=False)
-    assert isinstance(seen["store"], FolderStore) and seen["keys"][-1] == "base"  # the unsteered cell last
+    assert isinstance(seen["store"], CellStore) and seen["keys"][-1] == "base"  # the unsteered cell last
     assert len(seen["keys"]) == 5 and set(seen["store"].done(seen["keys"])) == set(seen["keys"])
     assert len(df) == 2 * 3 * len(PAIRS) * 2
 
