@@ -19,11 +19,12 @@ may be computed twice; both writes are atomic and equal, so nothing is lost or t
 file modification times set by the file server, so machines need no synchronised clocks beyond
 ``stale_after`` (default ten minutes).
 
-`run_cells` is the loop a sweep calls: it computes the cells of its shard that nobody holds, waits for
-cells other workers hold (taking over stale claims), and returns every finished cell read back from
-the folder. ``shard=(I, N)`` splits the keys by a stable hash for array jobs; `run_workers` starts N
-local processes. Cells are stored in the layout `steerlab.sweeps` already uses (``cells/<sha1[:16]>.csv``
-with a ``cell`` column), so existing sweep folders resume.
+`run_cells` is the loop `steerlab.sweeps.sweep` runs on its ``out`` folder: it computes the cells of its
+shard that nobody holds, waits for cells other workers hold (taking over stale claims), and returns every
+finished cell read back from the folder. ``shard=(I, N)`` splits the keys by a stable hash for array
+jobs; a sweep whose shard is done while other cells are not raises `GridIncomplete` (the last worker
+gathers). `run_workers` (or `start_workers` and `join_workers`) runs N local processes. Cells are stored
+as ``cells/<sha1[:16]>.csv`` with a ``cell`` column.
 
 Example:
     >>> store = CellStore("runs/persona")                                         # doctest: +SKIP
