@@ -48,6 +48,7 @@ from steerlab.errors import SteerlabError
 
 logger = logging.getLogger(__name__)
 
+
 class Format(StrEnum):
     persona = "persona"  # Yes/No records: question, answer_matching_behavior, answer_not_matching_behavior
     ab = "ab"  # CAA A/B questions: the same fields, answers are option labels such as "(A)"
@@ -168,15 +169,15 @@ def sweep(
     with clean_errors():
         try:
             summary = run_sweep(
-            data=data, fmt=fmt.value, method=method.value.replace("-", "_"), model=model, backend=backend.value,
-            layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
-            evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
-            positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
-            sides=sides.value,
-            n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
-            device=device, progress=progress, threads=threads, workers=workers,
-            shard=parse_shard(shard) if shard is not None else None, stale_after=stale_after,
-        )  # fmt: skip
+                data=data, fmt=fmt.value, method=method.value.replace("-", "_"), model=model, backend=backend.value,
+                layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
+                evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
+                positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
+                sides=sides.value,
+                n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
+                device=device, progress=progress, threads=threads, workers=workers,
+                shard=parse_shard(shard) if shard is not None else None, stale_after=stale_after,
+            )  # fmt: skip
         except GridIncomplete as done:
             typer.echo(f"{done}\nno outputs from this job: the job that completes the grid writes them")
             return
@@ -472,8 +473,12 @@ def _claim_run(out: Path, settings: dict[str, Any]) -> str:
         return run_id
     except FileExistsError:
         pass
+    except OSError:  # a filesystem without hard links: first come, first written
+        if not path.exists():
+            os.replace(tmp, path)
+            return run_id
     finally:
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
     try:
         old = json.loads(path.read_text())
     except json.JSONDecodeError:
