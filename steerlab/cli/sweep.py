@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -44,9 +43,8 @@ from steerlab.cli.main import (
     parse_layers,
     set_threads,
 )  # fmt: skip
+from steerlab.cli.workers import helpers
 from steerlab.errors import SteerlabError
-
-logger = logging.getLogger(__name__)
 
 
 class Format(StrEnum):
@@ -373,7 +371,7 @@ def run_sweep(
     from steerlab.models import load_model
 
     timings: dict[str, float] = {}
-    with _helpers(workers - 1, options, threads):
+    with helpers(workers - 1, options, threads):
         with _timed(timings, "load"):
             lm = load_model(model, backend=backend, device=device)
         sites = [Site(layer, site_kind) for layer in parse_layers(layers, lm.n_layers, lm.name)]
@@ -401,39 +399,6 @@ def run_sweep(
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-@contextlib.contextmanager
-def _helpers(n: int, options: dict[str, Any], threads: int | None) -> Iterator[None]:
-    """``n`` helper processes (`_helper`) computing cells beside this one while the block runs; they are stopped
-    if the block fails, and waited for when it ends (a helper that failed is logged: this process did its cells)."""
-    if n < 1:
-        yield
-        return
-    from steerlab.claims import GridIncomplete, join_workers, start_workers
-
-    helper = {**options, "workers": 1, "gather": False, "progress": False, "threads": threads or 1}
-    procs = start_workers(n, _helper, helper, threads=threads or 1)
-    try:
-        yield
-    except GridIncomplete:  # the end of a shard, not a failure: the helpers end the same way
-        raise
-    except BaseException:
-        for proc in procs:
-            proc.terminate()
-        raise
-    finally:
-        failed = join_workers(procs)
-        if failed:
-            logger.warning("helper workers failed: %s; the main process computed the cells they left", failed)
-
-
-def _helper(options: dict[str, Any]) -> None:
-    """A helper process of ``--workers``: computes cells in the shared folder and writes no outputs."""
-    from steerlab.claims import GridIncomplete
-
-    with contextlib.suppress(GridIncomplete):  # its shard is done; another worker gathers
-        run_sweep(**options)
 
 
 def _shared_vector(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings, folder: Path,
