@@ -4,14 +4,21 @@
 The oracle is always the result of the work not saved: a full forward per edit set, all logits, every block.
 """
 
+from types import SimpleNamespace
+
+import pandas as pd
 import pytest
 import torch
 
 from steerlab.backends.base import shared_blocks
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add, steer
-from steerlab.sites import ALL, LAST_PROMPT, PROMPT, SITE_KINDS, Batch, Edit, Positions, Site
+from steerlab.sites import (AFTER_INSTRUCTION, ALL, ASSISTANT, LAST_PROMPT, PROMPT, SITE_KINDS, SYSTEM, USER, Batch,
+                            Edit, Positions, Site)  # fmt: skip
+from steerlab.sweeps import sweep
+from steerlab.tasks import ChoiceTask, PerplexityTask, TextLoglikTask
 from steerlab.testing import make_tiny_model, tiny_backend
+from steerlab.vectors import Provenance, SteeringVector
 
 PROMPTS = ["hello there world", "hi", "abc def ghi jkl"]
 POSITIONS = [ALL, PROMPT, LAST_PROMPT, Positions.from_index(-2), Positions.span(1, 3), Positions.span(-2),
@@ -191,3 +198,88 @@ def test_forward_many_runs_the_trunk_once(lm, site):
     n, k = len(PROMPTS), 3
     shared = 3 if site.kind == "resid_post" else 2
     assert rows == {i: [n] if i < shared else [n * k] for i in range(4)}
+
+
+# ---------------------------------------------------------------- tasks and sweeps on the shared trunk
+PAIRS = [
+    SimpleNamespace(prompt=q, positive=a, negative=b, meta={"id": f"q{i}"})
+    for i, (q, a, b) in enumerate([("Pick (A) or (B)?", "(A)", "(B)"), ("Is it so?", "Yes", "No"),
+                                   ("Choose: (A) x (B) y", "(B)", "(A)"), ("Ok?", "No", "Yes"),
+                                   ("Really (A) or (B)?", "(A)", "(B)")])
+]  # fmt: skip
+TEXTS = ["what a lovely happy day", "such a sad gloomy night", "sunny and bright", "grey cold rain"]
+STRENGTHS = (-4.0, -1.0, 2.0, 5.0)
+
+
+def _vector(lm, layers=(1, 2)):
+    g = torch.Generator().manual_seed(0)
+    dirs = {Site(L): torch.randn(lm.d_model, generator=g) for L in layers}
+    return SteeringVector(dirs, Provenance(model=lm.name, d_model=lm.d_model, n_layers=lm.n_layers, method="rand"))
+
+
+def _values(frames):
+    return [f.value.to_numpy() for f in frames]
+
+
+@pytest.mark.parametrize("positions", [ALL, LAST_PROMPT, AFTER_INSTRUCTION, ASSISTANT, USER, SYSTEM,
+                                       Positions.span(-3)])  # fmt: skip
+def test_choice_task_evaluate_many_equals_evaluate(lm, positions):
+    """Every position kind, the template spans resolved per batch (A/B and Yes/No items batch apart), on the
+    cached prefix where the positions allow it; the oracle is a full forward per edit set."""
+    task = ChoiceTask.from_pairs(lm, PAIRS, system="Be brief.", batch_size=2)
+    sets = [steer(_vector(lm), c, positions=positions) for c in STRENGTHS] + [[]]
+    expected = _values([task.evaluate(e) for e in sets])
+    reuse = positions.in_tail
+    for got in (task.evaluate_many(sets), task.evaluate_many(sets, reuse_prefix=reuse)):
+        for g, e in zip(_values(got), expected, strict=True):
+            assert g == pytest.approx(e, abs=1e-5)
+    assert not expected[0] == pytest.approx(expected[-1], abs=1e-3)  # the edits do something
+
+
+@pytest.mark.parametrize("make", [lambda lm: PerplexityTask(lm, TEXTS, batch_size=3),
+                                  lambda lm: TextLoglikTask(lm, TEXTS, [1, 0, 1, 0], list(range(4)), batch_size=3)])
+def test_text_tasks_evaluate_many_equals_evaluate(lm, make):
+    task = make(lm)
+    sets = [steer(_vector(lm), c) for c in STRENGTHS]
+    for g, e in zip(_values(task.evaluate_many(sets)), _values([task.evaluate(s) for s in sets]), strict=True):
+        assert g == pytest.approx(e, abs=1e-5)
+
+
+@pytest.mark.parametrize("positions", [ALL, AFTER_INSTRUCTION])
+def test_a_grouped_sweep_equals_one_cell_at_a_time(lm, positions):
+    task = ChoiceTask.from_pairs(lm, [p for p in PAIRS if p.positive.startswith("(")], batch_size=2)  # one format
+    kw = dict(coeffs=[*STRENGTHS, 0.0], positions=positions, controls=2, progress=False)
+    alone = sweep(lm, {"v": _vector(lm)}, task, group=1, **kw)
+    grouped = sweep(lm, {"v": _vector(lm)}, task, **kw)
+    pd.testing.assert_frame_equal(grouped.drop(columns="value"), alone.drop(columns="value"))
+    assert grouped.value.to_numpy() == pytest.approx(alone.value.to_numpy(), abs=1e-5)
+
+
+def test_a_grouped_sweep_resumes_a_half_done_group(lm, tmp_path):
+    """Cells of a group stored by an earlier run are not recomputed; each cell still has its own file."""
+    task = ChoiceTask.from_pairs(lm, PAIRS)
+    first = []
+    sweep(lm, {"v": _vector(lm)}, task, coeffs=[-1.0, 2.0], out=tmp_path, progress=False, on_cell=first.append)
+    calls = []
+    task_many = task.evaluate_many
+    task.evaluate_many = lambda sets, **kw: calls.append(len(sets)) or task_many(sets, **kw)
+    computed = []
+    resumed = sweep(lm, {"v": _vector(lm)}, task, coeffs=[-1.0, 2.0, 5.0, 0.0], out=tmp_path, progress=False,
+                    on_cell=computed.append)  # fmt: skip
+    assert len(first) == 4 and len(computed) == 3  # per layer: the new strength; then the unsteered cell
+    assert calls == [1, 1, 1]  # one new cell per layer, then the unsteered one: each evaluated alone
+    assert len(list((tmp_path / "cells").glob("*.csv"))) == 2 * 3 + 1
+    del task.evaluate_many
+    fresh = sweep(lm, {"v": _vector(lm)}, task, coeffs=[-1.0, 2.0, 5.0, 0.0], progress=False)
+    assert resumed.value.to_numpy() == pytest.approx(fresh.value.to_numpy(), abs=1e-5)
+
+
+def test_sweep_groups_cells_by_site_and_refuses_a_bad_group(lm):
+    task = ChoiceTask.from_pairs(lm, PAIRS)
+    seen = []
+    task_many = task.evaluate_many
+    task.evaluate_many = lambda sets, **kw: seen.append(len(sets)) or task_many(sets, **kw)
+    sweep(lm, {"v": _vector(lm)}, task, coeffs=[*STRENGTHS, 0.0], controls=1, group=5, progress=False)
+    assert seen == [5, 3, 5, 3, 1]  # per site: 4 strengths of the vector + 4 of the random direction, by 5; base
+    with pytest.raises(SteerlabError, match="group must be a positive int"):
+        sweep(lm, {"v": _vector(lm)}, task, coeffs=[1.0], group=0, progress=False)

@@ -98,23 +98,24 @@ class ChoiceTask(BaseTask):
 
     @classmethod
     def from_pairs(
-        cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int | None = None
-    ) -> ChoiceTask:
+        cls, backend: Backend, pairs: Sequence, *, system: str | None = None, batch_size: int | None = None,
+        prefix_cache_mb: float | None = None,
+    ) -> ChoiceTask:  # fmt: skip
         """Behaviour probability on A/B or Yes/No contrast pairs; ``label`` = the matching answer."""
         setups = [choice_setup(backend, p.prompt, [p.positive, p.negative], system) for p in pairs]
         ids = [p.meta.get("id", i) if hasattr(p, "meta") else i for i, p in enumerate(pairs)]
         return cls(backend, [s[0] for s in setups], [s[1] for s in setups], [0] * len(pairs), ids, "behaviour",
-                   batch_size, [answer_label(p.positive) for p in pairs])  # fmt: skip
+                   batch_size, [answer_label(p.positive) for p in pairs], prefix_cache_mb)  # fmt: skip
 
     @classmethod
     def from_mcq(cls, backend: Backend, items: Sequence, *, chat: bool = True, system: str | None = None,
-                 batch_size: int | None = None) -> ChoiceTask:  # fmt: skip
+                 batch_size: int | None = None, prefix_cache_mb: float | None = None) -> ChoiceTask:  # fmt: skip
         """Multiple-choice accuracy by option-letter logits (the PAS prompt format); ``label`` = the correct letter."""
         setups = [mcq_setup(backend, it, chat=chat, system=system, index=i) for i, it in enumerate(items)]
         ids = [it.meta.get("id", i) if hasattr(it, "meta") else i for i, it in enumerate(items)]
         targets = [int(it.answer) for it in items]
         task = cls(backend, [s[0] for s in setups], [s[1] for s in setups], targets, ids, "mcq", batch_size,
-                   [LETTERS[t] for t in targets])  # fmt: skip
+                   [LETTERS[t] for t in targets], prefix_cache_mb)  # fmt: skip
         if not chat:
             task._chat_prompts = None
             task._set_batches()
