@@ -13,8 +13,20 @@ import torch
 from steerlab.backends.base import shared_blocks
 from steerlab.errors import SteerlabError
 from steerlab.interventions import add, steer
-from steerlab.sites import (AFTER_INSTRUCTION, ALL, ASSISTANT, LAST_PROMPT, PROMPT, SITE_KINDS, SYSTEM, USER, Batch,
-                            Edit, Positions, Site)  # fmt: skip
+from steerlab.sites import (
+    AFTER_INSTRUCTION,
+    ALL,
+    ASSISTANT,
+    LAST_PROMPT,
+    PROMPT,
+    SITE_KINDS,
+    SYSTEM,
+    USER,
+    Batch,
+    Edit,  # fmt: skip
+    Positions,
+    Site,
+)
 from steerlab.sweeps import sweep
 from steerlab.tasks import ChoiceTask, PerplexityTask, TextLoglikTask
 from steerlab.testing import make_tiny_model, tiny_backend
