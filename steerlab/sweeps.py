@@ -52,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.backends.base import Backend
-from steerlab.claims import CellStore, GridIncomplete, run_cells
+from steerlab.claims import CellStore, GridIncomplete, run_cells, shard_of
 from steerlab.controls import random_like
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
@@ -212,6 +212,7 @@ def sweep(
     edit: EditMaker | None = None,
     progress: bool = True,
     on_cell: Callable[[str], None] | None = None,
+    group: int = 8,
 ) -> pd.DataFrame:
     """Evaluate ``task`` for every vector (method, seed) x direction x site x strength.
 
@@ -238,12 +239,18 @@ def sweep(
             ``coeff * direction``, `steerlab.interventions.add`), e.g. to clamp an SAE latent or to steer
             through another operation; strength 0 is the unsteered model and is never passed to it.
         on_cell: called with each computed cell's key (tests use it to count recomputation).
+        group: up to this many cells of one site (its strengths, then its directions) are evaluated together,
+            with the task's ``evaluate_many``: the blocks before the site run once for all of them (a shared
+            trunk; `steerlab.backends.base.Backend.forward_many`). Each cell is still stored on its own; 1
+            evaluates every cell alone.
 
     Raises:
         GridIncomplete: with ``shard``, when this worker's cells are done but others are not yet.
     """
     vecs = _normalise_vectors(vectors)
     strengths, unit = _strengths(coeffs, fractions)
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+        raise SteerlabError(f"group must be a positive int (cells evaluated together; 1: one at a time), got {group!r}")
     if not isinstance(controls, int) or isinstance(controls, bool) or controls < 0:
         raise SteerlabError(f"controls must be an int >= 0 (random directions per cell), got {controls!r}")
     at = set(strengths) - {0.0} if controls_at is None else {float(s) for s in controls_at}
@@ -288,8 +295,11 @@ def sweep(
         if d == VECTOR or (strength in at and strength != 0.0)
     ]
     reuse = task.can_reuse_prefix and positions.in_tail
-    by_key = {c.key: c for c in sorted(cells, key=lambda c: c.strength == 0.0)}  # the unsteered cell last: it
-    # can then reuse the prefix the steered cells cached
+    # one site's cells next to each other (they share a trunk), the unsteered cell last: it can then reuse the
+    # prefix the steered cells cached
+    order = sorted(cells, key=lambda c: (c.strength == 0.0, c.site.order, c.method, c.seed, c.direction != VECTOR,
+                                         c.direction, c.strength))  # fmt: skip
+    by_key = {c.key: c for c in order}
 
     def coeff_of(c: Cell) -> float:
         if c.unit == "c" or c.strength == 0.0:
@@ -299,25 +309,24 @@ def sweep(
         vec = directions[(c.method, c.seed, c.direction)]
         return float(strength_from_fraction(c.strength, scale[c.site], vec[c.site]))
 
-    def compute(key: str) -> pd.DataFrame:
+    def edits_of(key: str) -> list:
         c = by_key[key]
-        if c.strength == 0.0:
-            return task.evaluate(reuse_prefix=reuse)
         vec = directions[(c.method, c.seed, c.direction)]
-        edits = (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
-        return task.evaluate(edits, reuse_prefix=reuse)
+        return (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
 
     keys = list(by_key)
     if folder is None:
-        done = (runner or run_serial)(MemoryStore(), keys, compute, progress=progress, on_cell=on_cell)
+        store = MemoryStore()
     else:
         if scale is not None:  # the norms join the folder's record (a given scale must match the folder's)
             _open_folder(folder, {**meta, "scale": {str(k): scale[k] for k in sorted(scale, key=lambda x: x.order)}})
         store = CellStore(folder, stale_after=stale_after)
-        if runner is not None:
-            done = runner(store, keys, compute, progress=progress, on_cell=on_cell)
-        else:
-            done = run_cells(store, keys, compute, shard=shard, progress=progress, on_cell=on_cell)
+    mine = order if shard is None else [c for c in order if shard_of(c.key, shard[1]) == shard[0]]
+    compute = GroupedCompute(task, edits_of, _groups(mine, group), store, reuse)
+    if folder is None or runner is not None:
+        done = (runner or run_serial)(store, keys, compute, progress=progress, on_cell=on_cell)
+    else:
+        done = run_cells(store, keys, compute, shard=shard, progress=progress, on_cell=on_cell)
     left = [k for k in keys if k not in done]
     if left and (folder is None or runner is not None):
         raise SteerlabError(f"the runner returned {len(keys) - len(left)} of {len(keys)} cells (missing e.g. "
@@ -339,6 +348,51 @@ def sweep(
     if folder is not None:
         _write_atomic(result, folder / "results.csv")
     return result
+
+
+def _groups(order: Sequence[Cell], size: int) -> dict[str, tuple[str, ...]]:
+    """Each steered cell's group: up to ``size`` consecutive cells of ``order`` at one site."""
+    groups: dict[str, tuple[str, ...]] = {}
+    run: list[str] = []
+    for i, c in enumerate(order):
+        if c.strength == 0.0:
+            continue
+        run.append(c.key)
+        nxt = order[i + 1] if i + 1 < len(order) else None
+        if len(run) == size or nxt is None or nxt.strength == 0.0 or nxt.site != c.site:
+            groups.update({k: tuple(run) for k in run})
+            run = []
+    return groups
+
+
+class GroupedCompute:
+    """A sweep's ``compute(key) -> frame`` for the runner: the first cell asked of a group evaluates the group's
+    cells not yet in ``store`` together (`Task.evaluate_many`, sharing the unedited trunk) and keeps the others'
+    frames until they are asked for. ``groups`` maps each steered key to its group, so a runner handing cells
+    to several workers can give a worker a whole group."""
+
+    def __init__(self, task: Task, edits_of: Callable[[str], list], groups: dict[str, tuple[str, ...]], store,
+                 reuse: bool):  # fmt: skip
+        self.task, self.edits_of, self.groups, self.store, self.reuse = task, edits_of, groups, store, reuse
+        self.ready: dict[str, pd.DataFrame] = {}
+
+    def __call__(self, key: str) -> pd.DataFrame:
+        if key in self.ready:
+            return self.ready.pop(key)
+        if key not in self.groups:  # the unsteered cell
+            return self.task.evaluate(reuse_prefix=self.reuse)
+        siblings = [k for k in self.groups[key] if k != key]
+        have = self.store.done(siblings)  # cells another run (or worker) already stored
+        held = getattr(self.store, "claim_path", None)  # cells another worker is computing now
+        keys = [key, *(k for k in siblings if k not in have and not (held and held(k).exists()))]
+        many = getattr(self.task, "evaluate_many", None)
+        sets = [self.edits_of(k) for k in keys]
+        if many is None or len(keys) == 1:
+            frames = [self.task.evaluate(e, reuse_prefix=self.reuse) for e in sets[:1]]
+        else:
+            frames = many(sets, reuse_prefix=self.reuse)
+        self.ready.update(zip(keys[1:], frames[1:], strict=False))
+        return frames[0]
 
 
 def _label_text(value) -> str:
