@@ -45,7 +45,7 @@ from steerlab.errors import SteerlabError
 from steerlab.orientation import apply_orientation, orientation_evidence
 from steerlab.scale import DEFAULT_FRACTIONS
 from steerlab.sites import AFTER_INSTRUCTION, Positions, Site
-from steerlab.sweeps import NORM_PROMPTS, Runner, sweep
+from steerlab.sweeps import NORM_PROMPTS, EditMaker, Runner, sweep
 from steerlab.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ def evaluate_vector(
     scale: Mapping[Site, float] | None = None,
     out: str | Path | None = None,
     runner: Runner | None = None,
+    edit: EditMaker | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """Orient on validation, choose site and strength on validation, and test with random-direction controls.
@@ -173,6 +174,8 @@ def evaluate_vector(
             validation prompts).
         out: folder for the resumable sweeps (``out/val``, and ``out/test/<chosen site>``).
         runner: passed to `steerlab.sweeps.sweep` (several workers on one folder).
+        edit: passed to `steerlab.sweeps.sweep`: builds a cell's edits from the (oriented) direction and
+            coefficient, for non-additive edits such as clamping an SAE latent (default: add the vector).
         progress: show progress bars.
 
     Returns:
@@ -201,7 +204,8 @@ def evaluate_vector(
         scale = typical_norm(backend, val_task.norm_prompts()[:NORM_PROMPTS], vector.sites)
     folder = Path(out) if out is not None else None
     grid = {"fractions": strengths} if unit == "fraction" else {"coeffs": strengths}
-    common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed)
+    common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed,
+                  edit=edit)
     metric = val_task.metrics[0]
 
     val = sweep(backend, vector, val_task, controls=controls if control_scope == "all" else 0,
