@@ -53,7 +53,7 @@ from steerlab.errors import SteerlabError
 from steerlab.orientation import apply_orientation, orientation_evidence
 from steerlab.scale import DEFAULT_FRACTIONS
 from steerlab.sites import AFTER_INSTRUCTION, Positions, Site
-from steerlab.sweeps import Runner, measure_scale, sweep
+from steerlab.sweeps import EditMaker, Runner, measure_scale, sweep
 from steerlab.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def evaluate_vector(
     runner: Runner | None = None,
     shard: tuple[int, int] | None = None,
     stale_after: float = 600.0,
+    edit: EditMaker | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """Orient on validation, choose site and strength on validation, and test with random-direction controls.
@@ -186,6 +187,8 @@ def evaluate_vector(
         shard: ``(I, N)``: compute shard ``I`` of ``N`` of the validation grid (array jobs; needs ``out``);
             see "Many workers" above.
         stale_after: seconds without a heartbeat after which another worker's claim is taken over.
+        edit: passed to `steerlab.sweeps.sweep`: builds a cell's edits from the (oriented) direction and
+            coefficient, for non-additive edits such as clamping an SAE latent (default: add the vector).
         progress: show progress bars.
 
     Returns:
@@ -219,7 +222,7 @@ def evaluate_vector(
                               stale_after=stale_after)  # fmt: skip
     grid = {"fractions": strengths} if unit == "fraction" else {"coeffs": strengths}
     common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed,
-                  stale_after=stale_after)  # fmt: skip
+                  stale_after=stale_after, edit=edit)  # fmt: skip
     metric = val_task.metrics[0]
 
     val = sweep(backend, vector, val_task, controls=controls if control_scope == "all" else 0,

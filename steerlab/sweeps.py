@@ -62,8 +62,6 @@ from steerlab.vectors import SteeringVector, dataset_hash
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
-"""The columns every grid frame shares (older frames, e.g. `steerlab.sae.compare`, have only these)."""
 SWEEP_COLUMNS = ["method", "seed", "direction", "layer", "site", "fraction", "coeff", "metric", "value", "example_id"]
 """The columns of a `sweep` frame; ``fraction`` is NaN in a sweep of raw coefficients."""
 EXTRA_COLUMNS = ("label", "text")
