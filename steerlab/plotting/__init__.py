@@ -25,7 +25,7 @@ from steerlab.plotting.general import (
     plot_steerability,
 )
 from steerlab.plotting.pas import plot_pas_sample_size, plot_pas_sites
-from steerlab.plotting.saas import plot_saas_effect, plot_saas_methods
+from steerlab.plotting.saas import plot_dose_response, plot_saas_effect, plot_saas_labels, plot_saas_methods
 from steerlab.plotting.sae import plot_latent_scores, plot_steering_tradeoff
 from steerlab.plotting.saving import FIGURES_ENV, save_figure
 
@@ -35,6 +35,7 @@ __all__ = [
     "plot_cost_curve",
     "plot_cost_tradeoff",
     "plot_delta_bars",
+    "plot_dose_response",
     "plot_id_ood",
     "plot_latent_scores",
     "plot_layer_heatmap",
@@ -43,6 +44,7 @@ __all__ = [
     "plot_pas_sample_size",
     "plot_pas_sites",
     "plot_saas_effect",
+    "plot_saas_labels",
     "plot_saas_methods",
     "plot_sample_size",
     "plot_steerability",
