@@ -174,7 +174,7 @@ def compare(
     backend: Backend,
     vectors: Mapping[str, SteeringVector],
     val_task: Task,
-    test_task: Task,
+    test_task: Task | None,
     cfg: SaasConfig,
     *,
     out: str | Path | None = None,
@@ -184,6 +184,7 @@ def compare(
     test_fractions: Sequence[float] | None = None,
     band_fractions: Sequence[float] | None = None,
     positions: Positions = ALL,
+    test: bool = True,
     progress: bool = True,
     on_cell: Callable[[str], None] | None = None,
 ) -> Comparison:
@@ -192,7 +193,8 @@ def compare(
     Args:
         backend: The model.
         vectors: Raw vectors by name (sites = candidate layers).
-        val_task, test_task: `steerlab.tasks.ChoiceTask` of the validation and test pairs.
+        val_task, test_task: `steerlab.tasks.ChoiceTask` of the validation and test pairs (``test_task`` may be
+            None with ``test=False``).
         cfg: ``fraction`` (orientation and test strength), ``controls``, ``select``, ``seed``.
         out: Folder of the resumable sweeps (``val``, ``test``) and ``scale.json``.
         sites: Restrict every vector to these sites (their other sites are not swept).
@@ -203,11 +205,14 @@ def compare(
         band_fractions: Positive strengths with random directions on test (default ``(f,)``); each also gives
             the band at its negative.
         positions: Steered positions (SAAS: every position).
+        test: False stops after the validation choice (``test``, ``effects`` and ``labels`` are then empty).
         progress: Show progress bars.
         on_cell: Called with the key of every computed sweep cell (a resumed run calls it for none).
     """
     if not vectors:
         raise SteerlabError("no vectors to compare; build them with steerlab.pipelines.saas.build_vectors")
+    if test and test_task is None:
+        raise SteerlabError("test_task is None; pass the test task, or test=False to stop after the validation choice")
     f, metric = float(cfg.fraction), val_task.metrics[0]
     folder = None if out is None else Path(out)
     groups = {name: (groups or {}).get(name, family(name)) for name in vectors}
@@ -225,7 +230,7 @@ def compare(
     for name, vec in vectors.items():
         ev = orientation_evidence(val[val.method == name], metric, f)
         oriented[name] = apply_orientation(vec, ev)
-        evidence += [{"method": name, "group": groups[name], **e.to_dict()} for e in ev.values()]
+        evidence += [{"method": name, "group": groups[name], "layer": s.layer, **e.to_dict()} for s, e in ev.items()]
     orientation = pd.DataFrame(evidence)
     flipped = {(r.method, Site.parse(r.site)) for r in orientation.itertuples() if r.flipped}
     val = _mirror(val, flipped).assign(split="val")
@@ -235,6 +240,9 @@ def compare(
     val_labels = None if val_labels is None else val_labels[val_labels.fraction == f]
     val_eff = val_eff.assign(group=val_eff.method.map(groups), score=_scores(val_eff, val_labels, cfg.select))
     choice = _choose(val_eff, shared_site)
+    if not test:
+        empty = pd.DataFrame()
+        return Comparison(val, empty, orientation, val_eff, choice, empty, empty, oriented, metric)
 
     strengths = sorted({0.0, f, *(float(x) for x in (test_fractions or ()))})
     band = sorted({abs(float(x)) for x in (band_fractions or (f,))} - {0.0})
