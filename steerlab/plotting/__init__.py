@@ -25,7 +25,7 @@ from steerlab.plotting.general import (
     plot_steerability,
 )
 from steerlab.plotting.pas import plot_pas_sample_size, plot_pas_sites
-from steerlab.plotting.saas import plot_saas_effect, plot_saas_methods
+from steerlab.plotting.saas import plot_dose_response, plot_saas_effect, plot_saas_labels, plot_saas_methods
 from steerlab.plotting.sae import plot_cost_dose_response, plot_latent_scores, plot_method_effects
 from steerlab.plotting.saving import FIGURES_ENV, save_figure
 
@@ -36,6 +36,7 @@ __all__ = [
     "plot_cost_dose_response",
     "plot_cost_tradeoff",
     "plot_delta_bars",
+    "plot_dose_response",
     "plot_id_ood",
     "plot_latent_scores",
     "plot_layer_heatmap",
@@ -45,6 +46,7 @@ __all__ = [
     "plot_pas_sample_size",
     "plot_pas_sites",
     "plot_saas_effect",
+    "plot_saas_labels",
     "plot_saas_methods",
     "plot_sample_size",
     "plot_steerability",
