@@ -12,9 +12,9 @@ public names from ``steerlab.plotting`` itself.
 
 from steerlab.plotting.cae import (
     plot_attack_success,
-    plot_cost_curve,
+    plot_cell_effects,
     plot_cost_tradeoff,
-    plot_id_ood,
+    plot_dose_response,
     plot_sample_size,
 )
 from steerlab.plotting.general import (
@@ -32,10 +32,10 @@ from steerlab.plotting.saving import FIGURES_ENV, save_figure
 __all__ = [
     "FIGURES_ENV",
     "plot_attack_success",
-    "plot_cost_curve",
+    "plot_cell_effects",
     "plot_cost_tradeoff",
     "plot_delta_bars",
-    "plot_id_ood",
+    "plot_dose_response",
     "plot_latent_scores",
     "plot_layer_heatmap",
     "plot_metric_vs_coeff",
