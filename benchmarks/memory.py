@@ -112,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 and 32 pairs instead of 1000 and 100")
     ap.add_argument("--backends", default="tl,nnsight")
+    ap.add_argument("--what", default="extract,sweep", help="which measurements per backend (extract, sweep)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--pairs", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,14 +121,16 @@ def main() -> None:
         return
 
     big, small = (100, 32) if args.quick else (1000, 100)
+    whats = [w for w in args.what.split(",") if w]
+    if not whats or set(whats) - {"extract", "sweep"}:
+        raise SystemExit(f"--what takes extract and/or sweep, got {args.what!r}")
     print(f"memory: peak RSS per fresh process; extraction of {big} pairs at all layers (and {small} for growth)")
     runs = {"imports": measure("imports"), "hf-forward": measure("hf-forward")}
     for kind in args.backends.split(","):
         runs[f"{kind}-forward"] = measure(f"{kind}-forward")
-        runs[f"{kind}-extract-{small}"] = measure(f"{kind}-extract", small)
-        runs[f"{kind}-extract-{big}"] = measure(f"{kind}-extract", big)
-        runs[f"{kind}-sweep-{small}"] = measure(f"{kind}-sweep", small)
-        runs[f"{kind}-sweep-{big}"] = measure(f"{kind}-sweep", big)
+        for what in whats:
+            runs[f"{kind}-{what}-{small}"] = measure(f"{kind}-{what}", small)
+            runs[f"{kind}-{what}-{big}"] = measure(f"{kind}-{what}", big)
 
     model = runs["hf-forward"]["peak_mb"]
     rows = [
@@ -137,7 +140,7 @@ def main() -> None:
     checks = []
     for kind in args.backends.split(","):
         own = runs[f"{kind}-forward"]["peak_mb"]
-        for what in ("extract", "sweep"):
+        for what in whats:
             peak = runs[f"{kind}-{what}-{big}"]["peak_mb"]
             growth = peak - runs[f"{kind}-{what}-{small}"]["peak_mb"]
             flat = growth <= 0.1 * model
@@ -155,7 +158,8 @@ def main() -> None:
             )
     print("\n" + table(rows, ["what", "pairs", "peak_mb", "vs_hf_forward_mb"]))
     print("\n" + table(checks, list(checks[0])))
-    path = write_results("memory", {"quick": args.quick, "n_pairs": big, "runs": runs, "rows": rows, "checks": checks})
+    name = "memory" if len(whats) == 2 else f"memory-{whats[0]}"
+    path = write_results(name, {"quick": args.quick, "n_pairs": big, "runs": runs, "rows": rows, "checks": checks})
     print(f"\nwrote {path}")
 
 
