@@ -262,6 +262,43 @@ def test_compare_methods_orients_chooses_tests_ranks_and_prices(tiny, tmp_path):
     pd.testing.assert_frame_equal(again.effects, cmp.effects)
 
 
+def test_a_killed_comparison_resumes_without_recomputing_a_finished_cell(tiny, tmp_path):
+    import pandas as pd
+
+    from steerlab.sae import compare_methods
+    from steerlab.sweeps import run_serial
+
+    class Killed(Exception):
+        pass
+
+    def recording(log, stop_after=None):
+        def runner(store, keys, compute, **kw):
+            def counted(key):
+                if stop_after is not None and len(log) >= stop_after:
+                    raise Killed
+                df = compute(key)
+                log.append((str(store.folder), key))  # run_serial stores it right after
+                return df
+
+            return run_serial(store, keys, counted, **kw)
+
+        return runner
+
+    methods, val, test, cost = _comparison_inputs(tiny)
+    kw = dict(fractions=[-0.25, 0.0, 0.25], controls=3, cost_task=cost, progress=False)
+    whole = []
+    ref = compare_methods(tiny, methods, val, test, out=tmp_path / "whole", runner=recording(whole), **kw)
+    first, second = [], []
+    with pytest.raises(Killed):  # killed part-way, after 7 of its cells
+        compare_methods(tiny, methods, val, test, out=tmp_path / "run", runner=recording(first, 7), **kw)
+    assert len(first) == 7
+    cmp = compare_methods(tiny, methods, val, test, out=tmp_path / "run", runner=recording(second), **kw)
+    assert second and not set(first) & set(second), "a resumed comparison recomputed a finished cell"
+    assert len(first) + len(second) == len(whole)  # and the two runs together did the work of one
+    pd.testing.assert_frame_equal(cmp.effects, ref.effects)
+    pd.testing.assert_frame_equal(cmp.versus, ref.versus)
+
+
 def test_compare_methods_refuses_a_bad_baseline(tiny):
     from steerlab.sae import compare_methods
 
@@ -278,9 +315,8 @@ def test_sae_plots_draw_from_tidy_frames():
     import matplotlib
 
     matplotlib.use("Agg")
-    import pandas as pd
 
-    from steerlab.plotting import plot_cost_dose_response, plot_latent_scores, plot_method_effects
+    from steerlab.plotting import plot_latent_scores
 
     df = decompose(tiny_sae(), torch.randn(32), pos=torch.randn(4, 32), neg=torch.randn(4, 32), top=3)
     ax = plot_latent_scores(df)
@@ -289,23 +325,6 @@ def test_sae_plots_draw_from_tidy_frames():
     expected = expected.sort_values(["method", "rank"])  # bars and their labels in the same order
     assert [t.get_text() for t in ax.texts] == expected.latent.astype(str).tolist()
     assert [round(float(p.get_height()), 5) for p in ax.patches][: len(expected)] == expected.rel.round(5).tolist()
-    effects = pd.DataFrame({"method": ["a", "b"], "fraction": [0.25, 0.1], "effect": [0.1, -0.02],
-                            "lo": [0.05, -0.06], "hi": [0.15, 0.02], "null_lo": [-0.03, -0.01],
-                            "null_hi": [0.04, 0.02]})  # fmt: skip
-    labels = pd.DataFrame({"method": ["a", "a", "b", "b"], "label": ["Yes", "No"] * 2, "effect": [0.2, 0.0, 0, -0.04]})
-    ax = plot_method_effects(effects, labels)
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
-    bars = [p for p in ax.patches]  # the random bands, one per method
-    assert [(round(p.get_x(), 3), round(p.get_width(), 3)) for p in bars] == [(-0.03, 0.07), (-0.01, 0.03)]
-    rows = [{"method": m, "direction": "vector", "fraction": f, "metric": "perplexity", "value": 20 + 5 * abs(f)}
-            for m in ("a", "b") for f in (-1.0, 0.0, 1.0)]  # fmt: skip
-    rows += [{"method": "a", "direction": f"random:{i}", "fraction": 1.0, "metric": "perplexity", "value": 30 + i}
-             for i in range(3)]  # fmt: skip
-    ax = plot_cost_dose_response(pd.DataFrame(rows))
-    assert ax.get_yscale() == "log" and len(ax.collections) == 1  # the random band
-    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"] == [20.0]
-    with pytest.raises(SteerlabError, match="no rows"):
-        plot_cost_dose_response(pd.DataFrame(rows), metric="nll")
 
 
 def _pairs():

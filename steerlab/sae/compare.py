@@ -49,7 +49,7 @@ from steerlab.power import mde_paired
 from steerlab.protocol import evaluate_vector
 from steerlab.sites import ALL, Positions, Site
 from steerlab.stats import MIN_UNITS, holm, paired_test
-from steerlab.sweeps import NORM_PROMPTS, EditMaker, Runner, sweep
+from steerlab.sweeps import EditMaker, Runner, measure_scale, sweep
 from steerlab.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -161,8 +161,9 @@ def compare_methods(
         select, sides: the choice on validation (`evaluate_vector`; default: positive strengths only).
         cost_task: e.g. a `steerlab.tasks.PerplexityTask`, swept with every oriented method at its chosen site.
         cost_fractions: its grid (default: ``fractions``); random directions run at its positive values.
-        scale: ``{site: typical norm}`` (default: measured on the first validation prompts); the same scale
-            serves the cost task, so a fraction is the same added norm in both.
+        scale: ``{site: typical norm}`` (default: `steerlab.sweeps.measure_scale` on the first validation
+            prompts, kept under ``out``); the same scale serves the cost task, so a fraction is the same added
+            norm in both.
         out: folder of the resumable sweeps.
         runner: passed to every `steerlab.sweeps.sweep` (e.g. one that counts or shares cells).
         progress: show progress bars.
@@ -177,11 +178,9 @@ def compare_methods(
     if controls and controls < MIN_UNITS:
         raise SteerlabError(f"controls={controls} random directions give no band (at least {MIN_UNITS}); use 8 or 0")
     folder = Path(out) if out is not None else None
-    if scale is None:
-        from steerlab.scale import typical_norm
-
-        sites = sorted({s for m in methods.values() for s in m.vector.sites}, key=lambda s: s.order)
-        scale = typical_norm(backend, val_task.norm_prompts()[:NORM_PROMPTS], sites)
+    if scale is None:  # measured once per folder, so a resumed comparison does not measure it again
+        sites = [s for m in methods.values() for s in m.vector.sites]
+        scale = measure_scale(backend, val_task, sites, folder / "scale" if folder else None)
     common = dict(positions=positions, scale=scale, runner=runner, progress=progress)
 
     def where(name: str, part: str) -> Path | None:
