@@ -7,9 +7,9 @@ from scipy import stats as sps
 
 from steerlab.data import ContrastPair
 from steerlab.errors import SteerlabError
-from steerlab.robustness.behaviour import p_values, run_behaviour
+from steerlab.robustness.behaviour import CAE_POSITIONS, p_values, run_behaviour
 from steerlab.stats import holm
-from steerlab.sweeps import run_serial
+from steerlab.sweeps import run_serial, sweep
 from steerlab.tasks import ChoiceTask
 
 PAIRS = [ContrastPair(f"Statement {i}: is it {'true' if i % 3 else 'so'}?",
@@ -79,6 +79,38 @@ def test_the_run_holds_the_protocol_choice_and_evaluate_shares_the_unsteered_cel
     got = pd.read_csv(tmp_path / "other" / "results.csv").query(
         "metric == 'p_behaviour' and direction == 'vector' and fraction != 0").value.to_numpy()
     assert got == pytest.approx(direct, abs=1e-6)
+
+
+def test_later_grids_in_a_run_resume_and_recompute_nothing(tiny, tmp_path):
+    """The CAE notebooks' later grids (OOD, subset vectors, adversarial suffixes, more strengths in the test
+    folder, perplexity) are sweeps under the run's folder: a killed one keeps its cells, a rerun computes none."""
+    res = run(tiny, tmp_path)
+    other = ChoiceTask.from_pairs(tiny, res.val[:4], batch_size=4)
+    first: list = []
+
+    def killed(key):
+        first.append(key)
+        if len(first) == 2:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        res.evaluate(tiny, other, tmp_path / "other", controls=3, on_cell=killed)
+    second: list = []
+    df = res.evaluate(tiny, other, tmp_path / "other", controls=3, on_cell=second.append)
+    assert not set(first) & set(second) and len(first) + len(second) == 1 + 1 + 3
+    third: list = []
+    pd.testing.assert_frame_equal(res.evaluate(tiny, other, tmp_path / "other", controls=3, on_cell=third.append), df)
+    assert third == []
+    # notebook 13: more strengths in the protocol's test folder compute only the new cells
+    grid = {"scale": res.scale, "sites": [res.site], "positions": CAE_POSITIONS, "controls": 0,
+            "out": res.test_folder, "progress": False}
+    extra = 2 * abs(res.fraction)
+    log: list = []
+    sweep(tiny, res.oriented, res.test_task, fractions=[0.0, res.fraction, extra], on_cell=log.append, **grid)
+    assert len(log) == 1  # 0 and the chosen strength are the protocol's cells
+    log = []
+    sweep(tiny, res.oriented, res.test_task, fractions=[0.0, res.fraction, extra], on_cell=log.append, **grid)
+    assert log == []
 
 
 def test_bad_sizes_are_refused(tiny, tmp_path):

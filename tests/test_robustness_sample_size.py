@@ -16,6 +16,7 @@ from steerlab.robustness.sample_size import (
     sample_size_effects,
     sample_size_study,
     saturation_curve,
+    size_contrasts,
     subset_draws,
     subset_vectors,
 )
@@ -99,6 +100,13 @@ def test_subset_vectors_sweep_and_read_back_by_size(tiny):
     assert eff.effect.iloc[-1] == pytest.approx(want, abs=1e-9)
     with pytest.raises(SteerlabError, match="subset vectors"):
         sample_size_effects(cell_effects(one, "p_behaviour"))
+    con = size_contrasts(df, "p_behaviour", reference=12)
+    steered = df[(df.fraction == 0.5) & (df.metric == "p_behaviour")]
+    per = steered.groupby(["method", "example_id"]).value.mean().unstack("method")  # the mean over draws
+    diff = per["n=2"] - per["n=12"]
+    assert con.n_pairs.tolist() == [2] and con.n.iloc[0] == 4
+    assert con.effect.iloc[0] == pytest.approx(diff.mean(), abs=1e-12)
+    assert con.sd.iloc[0] == pytest.approx(diff.std(ddof=1), rel=1e-9)
 
 
 def test_bad_inputs_raise():

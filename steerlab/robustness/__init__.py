@@ -32,6 +32,7 @@ from steerlab.robustness.sample_size import (
     sample_size_effects,
     sample_size_study,
     saturation_curve,
+    size_contrasts,
     subset_draws,
     subset_vectors,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "sample_size_effects",
     "sample_size_study",
     "saturation_curve",
+    "size_contrasts",
     "strip_choices",
     "subset_draws",
     "subset_vectors",

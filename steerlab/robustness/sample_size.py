@@ -149,6 +149,38 @@ def sample_size_effects(effects: pd.DataFrame) -> pd.DataFrame:
     return d.sort_values(["n_pairs", "draw"], ignore_index=True)
 
 
+def size_contrasts(df: pd.DataFrame, metric: str, reference: int) -> pd.DataFrame:
+    """Each subset size against ``reference`` pairs, paired by test item: does a vector from fewer pairs steer less?
+
+    For every size, the item's metric under steering is averaged over that size's draws, and the difference to
+    the ``reference`` size's (usually the whole pool) is tested over items (paired t-interval, MDE at 80%
+    power). ``df``: a sweep of `subset_vectors` at one nonzero strength (and 0).
+
+    Returns:
+        ``n_pairs, reference, n, effect, lo, hi, sd, mde`` (effect = metric at ``n_pairs`` - at ``reference``).
+    """
+    from steerlab.effects import metric_rows, paired_effect, strength_column
+    from steerlab.power import mde_paired
+
+    d = metric_rows(df, metric)
+    x = strength_column(d)
+    d = d[(d.direction == "vector") & (d[x] != 0) & d.method.astype(str).str.match(r"^n=\d+$")]
+    if d[x].nunique() != 1:
+        raise SteerlabError(f"size_contrasts reads one nonzero strength; the sweep has {sorted(d[x].unique())}")
+    per = d.groupby(["method", "example_id"]).value.mean().unstack("method")
+    ref = f"n={reference}"
+    if ref not in per:
+        raise SteerlabError(f"no vectors from {reference} pairs in the sweep; sizes: {sorted(per.columns)}")
+    rows = []
+    for method in sorted(per.columns, key=lambda m: int(m[2:])):
+        if method == ref:
+            continue
+        e = paired_effect(per[method], per[ref])
+        mde = mde_paired(e["n"], e["sd"]) if e["n"] >= 3 and math.isfinite(e["sd"]) and e["sd"] > 0 else math.nan
+        rows.append({"n_pairs": int(method[2:]), "reference": reference, **e, "mde": mde})
+    return pd.DataFrame(rows)
+
+
 def fit_saturation(
     df: pd.DataFrame,
     *,
@@ -162,8 +194,9 @@ def fit_saturation(
     Every row is one observation (fit the draws, not their means, so sizes with more draws weigh more).
 
     Returns:
-        ``{"model", "a", "tau" or "k", "a_se", "tau_se" or "k_se", "knee", "level", "rmse", "n_points"}``;
-        ``knee`` is the ``x`` where the fit reaches ``level`` of its asymptote ``a``.
+        ``{"model", "a", "tau" or "k", "a_se", "tau_se" or "k_se", "knee", "level", "rmse", "n_points",
+        "converged"}``; ``knee`` is the ``x`` where the fit reaches ``level`` of its asymptote ``a`` (NaN, with
+        ``converged`` False, when no curve of the model fits).
 
     Example:
         >>> n = np.array([1, 2, 4, 8, 16, 32, 64, 128.0])
@@ -188,17 +221,23 @@ def fit_saturation(
     means = data.groupby(x)[y].mean()
     a0 = float(means.iloc[-1]) if abs(means.iloc[-1]) > 1e-12 else float(np.max(np.abs(v)) or 1.0)
     scale0 = float(np.median(n))
-    params, cov = curve_fit(MODELS[model], n, v, p0=[a0, scale0], maxfev=20000)
+    name = _SCALE_NAME[model]
+    try:
+        params, cov = curve_fit(MODELS[model], n, v, p0=[a0, scale0], maxfev=20000)
+    except RuntimeError as err:  # no saturating curve fits (e.g. a flat, noisy effect)
+        logger.warning("fit_saturation: the %s fit did not converge (%s); returning NaN", model, err)
+        nan = math.nan
+        return {"model": model, "a": nan, name: nan, "a_se": nan, f"{name}_se": nan, "knee": nan, "level": level,
+                "rmse": nan, "n_points": len(v), "converged": False}  # fmt: skip
     a, scale = (float(p) for p in params)
     se = np.sqrt(np.clip(np.diag(cov), 0, None)) if np.all(np.isfinite(cov)) else np.array([np.nan, np.nan])
     knee = scale * (math.log(1 / (1 - level)) if model == "exp" else level / (1 - level))
     rmse = float(np.sqrt(np.mean((MODELS[model](n, a, scale) - v) ** 2)))
-    name = _SCALE_NAME[model]
     if scale <= 0:
         logger.warning("fit_saturation: %s = %.3g <= 0, so the curve does not saturate; the knee is meaningless", name,
                        scale)  # fmt: skip
     return {"model": model, "a": a, name: scale, "a_se": float(se[0]), f"{name}_se": float(se[1]), "knee": knee,
-            "level": level, "rmse": rmse, "n_points": len(v)}  # fmt: skip
+            "level": level, "rmse": rmse, "n_points": len(v), "converged": True}  # fmt: skip
 
 
 def saturation_curve(fit: Mapping[str, float | str], n: np.ndarray) -> np.ndarray:
