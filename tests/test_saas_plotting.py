@@ -44,18 +44,16 @@ def test_labels_plot_one_series_per_label():
     assert list(no.lines[0].get_ydata()) == [-0.1, 0.0]
 
 
-def test_dose_response_adds_the_unsteered_point_and_draws_the_band():
+def test_dose_response_draws_each_method_with_its_band():
     eff = pd.DataFrame({"method": ["caa"] * 2 + ["saas"] * 2, "fraction": [-0.5, 0.5] * 2,
                         "effect": [-0.1, 0.1, -0.2, 0.2], "lo": [-0.15, 0.05, -0.3, 0.1],
                         "hi": [-0.05, 0.15, -0.1, 0.3],
                         "null_lo": [-0.03, -0.03, -0.04, -0.04], "null_hi": [0.03, 0.03, 0.02, 0.02]})  # fmt: skip
-    ax = plot_dose_response(eff)
-    caa = next(line for line in ax.lines if line.get_label() == "caa")
-    assert list(caa.get_xdata()) == [-0.5, 0.0, 0.5] and list(caa.get_ydata()) == [-0.1, 0.0, 0.1]
-    band = [c for c in ax.collections if c.get_label() == "random band"]
-    assert len(band) == 1  # one legend entry; the band's extent is the union of the methods' bands
-    ys = band[0].get_paths()[0].vertices[:, 1]
-    assert ys.min() == pytest.approx(-0.04) and ys.max() == pytest.approx(0.03)
+    ax = plot_dose_response(eff, hue="method")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"method caa", "method saas", "unsteered", "random directions (95% band)"} <= set(labels)
+    caa = next(c for c in ax.containers if c.get_label() == "method caa")
+    assert list(caa.lines[0].get_ydata()) == [-0.1, 0.1]
 
 
 def test_effect_plot_numeric_and_categorical_x():

@@ -12,9 +12,9 @@ public names from ``steerlab.plotting`` itself.
 
 from steerlab.plotting.cae import (
     plot_attack_success,
-    plot_cost_curve,
+    plot_cell_effects,
     plot_cost_tradeoff,
-    plot_id_ood,
+    plot_dose_response,
     plot_sample_size,
 )
 from steerlab.plotting.general import (
@@ -25,21 +25,22 @@ from steerlab.plotting.general import (
     plot_steerability,
 )
 from steerlab.plotting.pas import plot_pas_sample_size, plot_pas_sites
-from steerlab.plotting.saas import plot_dose_response, plot_saas_effect, plot_saas_labels, plot_saas_methods
-from steerlab.plotting.sae import plot_latent_scores, plot_steering_tradeoff
+from steerlab.plotting.saas import plot_saas_effect, plot_saas_labels, plot_saas_methods
+from steerlab.plotting.sae import plot_cost_dose_response, plot_latent_scores, plot_method_effects
 from steerlab.plotting.saving import FIGURES_ENV, save_figure
 
 __all__ = [
     "FIGURES_ENV",
     "plot_attack_success",
-    "plot_cost_curve",
+    "plot_cell_effects",
+    "plot_cost_dose_response",
     "plot_cost_tradeoff",
     "plot_delta_bars",
     "plot_dose_response",
-    "plot_id_ood",
     "plot_latent_scores",
     "plot_layer_heatmap",
     "plot_metric_vs_coeff",
+    "plot_method_effects",
     "plot_metric_vs_layer",
     "plot_pas_sample_size",
     "plot_pas_sites",
@@ -48,6 +49,5 @@ __all__ = [
     "plot_saas_methods",
     "plot_sample_size",
     "plot_steerability",
-    "plot_steering_tradeoff",
     "save_figure",
 ]

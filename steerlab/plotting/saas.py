@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 
 from steerlab.plotting.general import _axes, _check
 
-__all__ = ["plot_dose_response", "plot_saas_effect", "plot_saas_labels", "plot_saas_methods"]
+__all__ = ["plot_saas_effect", "plot_saas_labels", "plot_saas_methods"]
 
 BAND = "0.85"  # colour of the random band
 
@@ -68,32 +68,6 @@ def plot_saas_labels(labels: pd.DataFrame, ax: Axes | None = None, *, label: str
     ax.set_xticks(np.arange(len(methods)), methods, rotation=35, ha="right")
     if label:
         ax.set_title(label, fontsize=9)
-    ax.legend(fontsize=7)
-    return ax
-
-
-def plot_dose_response(effects: pd.DataFrame, ax: Axes | None = None, *, x: str = "fraction",
-                       hue: str = "method") -> Axes:  # fmt: skip
-    """Effect against strength per ``hue``, with 95% intervals (shaded) and the random band (grey) wherever
-    random directions ran; the unsteered model is the point at 0.
-
-    ``effects``: ``x``, ``hue``, ``effect``, ``lo``, ``hi`` (and ``null_lo``, ``null_hi``), one row per
-    (hue, strength).
-    """
-    _check(effects, [x, hue, "effect", "lo", "hi"], "plot_dose_response")
-    ax = _axes(ax)
-    if {"null_lo", "null_hi"} <= set(effects.columns):
-        band = effects.dropna(subset=["null_lo", "null_hi"]).groupby(x)[["null_lo", "null_hi"]].agg(
-            {"null_lo": "min", "null_hi": "max"})  # fmt: skip
-        for s, r in band.iterrows():
-            ax.fill_between([s - 0.02, s + 0.02], r.null_lo, r.null_hi, color=BAND, linewidth=0,
-                            label="random band" if s == band.index[0] else None)  # fmt: skip
-    for k, (name, d) in enumerate(effects.groupby(hue, sort=False)):
-        d = pd.concat([d, pd.DataFrame({x: [0.0], "effect": [0.0], "lo": [0.0], "hi": [0.0]})]).sort_values(x)
-        ax.plot(d[x], d.effect, marker="o", color=f"C{k}", label=str(name))
-        ax.fill_between(d[x], d.lo, d.hi, color=f"C{k}", alpha=0.2, linewidth=0)
-    _zero(ax, "effect on test (steered - unsteered)")
-    ax.set_xlabel("strength (fraction of the typical token norm)" if x == "fraction" else x)
     ax.legend(fontsize=7)
     return ax
 
