@@ -364,3 +364,16 @@ def test_cli_saas_writes_report_scores_weights_and_vector(tmp_path, tiny_folder)
     missing[missing.index("--subbehaviours") + 1] = str(tmp_path / "none.yaml")
     bad = CliRunner().invoke(app, missing)
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_method_tests_by_layer_on_validation(toy):
+    lm, built, tasks, out, res, computed = toy
+    t = C.method_tests({"toy": res}, "saas", ["caa"], reference=0.02, split="val", by_layer=True, fractions=[0.5])
+    assert sorted(t.layer) == [0, 1] and (t.n == 8).all()
+    rows = res.val[(res.val.direction == "vector") & (res.val.metric == res.metric) & (res.val.fraction == 0.5)]
+    for r in t.itertuples():
+        a = rows[(rows.method == "saas@1") & (rows.layer == r.layer)].set_index("example_id").value
+        b = rows[(rows.method == "caa") & (rows.layer == r.layer)].set_index("example_id").value
+        assert r.delta == pytest.approx(float((a - b).mean()))
+    with pytest.raises(SteerlabError, match="by_layer=True"):
+        C.method_tests({"toy": res}, "saas", ["caa"], reference=0.02, split="val")

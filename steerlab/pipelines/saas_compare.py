@@ -278,44 +278,51 @@ def claim_verdict(delta: float, lo: float, hi: float, p_holm: float, mde: float,
 
 
 def method_tests(results: Mapping[str, Comparison], target: str, against: Sequence[str], *, reference: float,
-                 pooled: bool = False, fractions: Sequence[float] | None = None) -> pd.DataFrame:  # fmt: skip
-    """Is ``target``'s test effect larger than each other method's? Paired over test items, Holm-corrected.
+                 pooled: bool = False, fractions: Sequence[float] | None = None, split: str = "test",
+                 by_layer: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Is ``target``'s effect larger than each other method's? Paired over items, Holm-corrected.
 
     For each behaviour (key of ``results``) and method ``m`` in ``against`` (groups, as in `compare`), the
-    per-item difference of the steered metric at each nonzero test strength ``g`` (default: every one
-    both have), signed so that a positive ``delta`` is the paper's claim (``target`` higher at ``g > 0``,
-    lower at ``g < 0``; the unsteered value cancels). ``pooled=True`` pools the behaviours' items into one
-    comparison per method. Holm's correction runs over all rows returned.
+    per-item difference of the steered metric at each nonzero strength ``g`` (default: every one both
+    have), signed so that a positive ``delta`` is the paper's claim (``target`` higher at ``g > 0``, lower
+    at ``g < 0``; the unsteered value cancels). On test (default) the methods' chosen cells are compared;
+    ``split="val"`` with ``by_layer=True`` compares the oriented vectors layer by layer on validation (e.g.
+    effect by layer). ``pooled=True`` pools the behaviours' items into one comparison per method (and
+    layer). Holm's correction runs over all rows returned.
 
     Returns:
-        One row per comparison: ``behaviour`` (``"pooled"``), ``target``, ``against``, ``fraction``, ``n``,
-        ``delta``, ``lo``, ``hi`` (two-sided 95%), ``sd``, ``p`` (two-sided), ``p_holm``, ``mde``,
-        ``reference``, ``verdict`` (`claim_verdict`).
+        One row per comparison: ``behaviour`` (``"pooled"``), ``target``, ``against``, ``fraction`` (and
+        ``layer`` with ``by_layer``), ``n``, ``delta``, ``lo``, ``hi`` (two-sided 95%), ``sd``, ``p``
+        (two-sided), ``p_holm``, ``mde``, ``reference``, ``verdict`` (`claim_verdict`).
     """
-    diffs: dict[tuple[str, str, float], list[np.ndarray]] = {}
+    if split not in ("test", "val") or (split == "val" and not by_layer):
+        raise SteerlabError(f"split must be 'test' or 'val' (with by_layer=True: validation holds every layer), got "
+                            f"split={split!r}, by_layer={by_layer}")  # fmt: skip
+    keys = ["layer", "fraction"] if by_layer else ["fraction"]
+    diffs: dict[tuple, list[np.ndarray]] = {}
     for behaviour, res in results.items():
-        rows = metric_rows(res.test, res.metric)
+        frame, cells = (res.test, res.effects) if split == "test" else (res.val, res.val_effects)
+        rows = metric_rows(frame, res.metric)
         rows = rows[(rows.direction == "vector") & (rows.fraction != 0)]
-        rows = rows.assign(group=rows.method.map(dict(zip(res.effects.method, res.effects.group, strict=True))))
-        wide = rows.pivot_table(index=["fraction", "example_id"], columns="group", values="value")
+        rows = rows.assign(group=rows.method.map(dict(zip(cells.method, cells.group, strict=True))))
+        wide = rows.pivot_table(index=[*keys, "example_id"], columns="group", values="value")
         if target not in wide:
             raise SteerlabError(f"{target!r} was not tested for {behaviour}; tested: {sorted(wide.columns)}")
-        for m in against:
-            if m not in wide:
-                continue
-            for g, d in wide[[target, m]].dropna().groupby(level="fraction"):
-                if fractions is not None and g not in fractions:
+        for m in [m for m in against if m in wide]:
+            for key, d in wide[[target, m]].dropna().groupby(level=keys):
+                key = key if isinstance(key, tuple) else (key,)
+                if fractions is not None and key[-1] not in fractions:
                     continue
-                key = ("pooled" if pooled else behaviour, m, float(g))
-                diffs.setdefault(key, []).append(np.sign(g) * (d[target] - d[m]).to_numpy())
+                diffs.setdefault(("pooled" if pooled else behaviour, m, *key), []).append(
+                    np.sign(key[-1]) * (d[target] - d[m]).to_numpy())  # fmt: skip
     out = []
-    for (behaviour, m, g), parts in diffs.items():
+    for (behaviour, m, *key), parts in diffs.items():
         x = np.concatenate(parts)
         r = paired_test(x, np.zeros_like(x), alternative="two-sided")
         mde = mde_paired(r["n"], r["sd"]) if r["n"] >= 3 and math.isfinite(r["sd"]) else math.nan
-        out.append({"behaviour": behaviour, "target": target, "against": m, "fraction": g, "n": r["n"],
-                    "delta": r["delta"], "lo": r["ci_low"], "hi": r["ci_high"], "sd": r["sd"], "p": r["p"],
-                    "mde": mde, "reference": reference})  # fmt: skip
+        out.append({"behaviour": behaviour, "target": target, "against": m, **dict(zip(keys, key, strict=True)),
+                    "n": r["n"], "delta": r["delta"], "lo": r["ci_low"], "hi": r["ci_high"], "sd": r["sd"],
+                    "p": r["p"], "mde": mde, "reference": reference})  # fmt: skip
     table = pd.DataFrame(out)
     if table.empty:
         raise SteerlabError(f"no comparison of {target!r} with {list(against)}: none of them was tested")
