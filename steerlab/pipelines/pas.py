@@ -3,16 +3,21 @@ test accuracies, steered and unsteered.
 
 Per task, everything expensive runs once (`prepare`): the items are cut into blocks of similar
 length, each block's prompt (minus its last token) is run once and its key/value cache kept
-(`steerlab.sweeps.ChoiceTask`), and on top of it, one token at a time: the unsteered letter logits
+(`steerlab.tasks.ChoiceTask`), and on top of it, one token at a time: the unsteered letter logits
 (the model's predictions), the last-token activations (PASf), and the answer-letter activations of
 the static CAA baseline. The question + option texts of iPAS are read with
 `steerlab.activations.collect_pairs`. After that, a seed costs only one-token forward passes:
 
 1. split the blocks 60/20/20 (the same blocks for every seed, shuffled differently; see below);
 2. build each variant's vector from the training items (`steerlab.methods.pas`);
-3. choose layer and strength by validation accuracy over the grid (each cell: one token per item,
-   reusing the cached prompt);
-4. measure test accuracy once, steered and unsteered.
+3. choose layer and strength by validation accuracy over the grid: `steerlab.sweeps.sweep` on the
+   validation blocks (a `steerlab.tasks.BlockTask`: each cell one token per item, reusing the cached
+   prompts), strengths as fractions of the typical token norm and on the paper's raw-vector scale, 0 and
+   negative strengths included, the vector at the last prompt token (the authors' code);
+4. measure test accuracy once at the chosen cell, steered and unsteered, beside norm-matched random
+   directions (the random band), per item (for the per-letter breakdown).
+
+With a run folder every sweep is resumable: a killed run recomputes no finished cell.
 
 Splits are drawn over blocks, not items, so that each block's cached prompt serves every seed.
 Blocks are consecutive items after sorting by prompt length (less padding), so a split is a random
@@ -59,7 +64,8 @@ from steerlab.methods.pas import (
 )
 from steerlab.prompts import LETTERS
 from steerlab.sites import LAST_PROMPT, Site
-from steerlab.sweeps import layer_scores, measure_scale, sweep
+from steerlab.stats import paired_test
+from steerlab.sweeps import VECTOR, layer_scores, measure_scale, sweep
 from steerlab.tasks import BlockTask, ChoiceTask
 from steerlab.vectors import Provenance, SteeringVector
 
@@ -299,8 +305,9 @@ class PASRun(NamedTuple):
     Attributes:
         results: one row per method, seed and selection (``grid``; ``auto`` with ``cfg.auto_layer``): the
             chosen cell (``unit``, ``layer``, ``strength``, applied ``coeff``), validation and test
-            accuracies, the test effect with its paired 95% interval over items (``delta``, ``lo``, ``hi``),
-            the random band at that cell (``null_lo``, ``null_hi``), ``mde``, ``verdict``.
+            accuracies, the test effect with its paired 95% interval over items (``delta``, ``lo``, ``hi``)
+            and two-sided paired t-test ``p``, the random band at that cell (``null_lo``, ``null_hi``), ``mde``,
+            ``verdict``.
         grid: mean validation accuracy per cell (``unit``, ``layer``, ``strength``, ``coeff``; strength 0 =
             unsteered), ``metric = "val_accuracy"``.
         chosen: the chosen vectors at strength 1 (``{(method, selection[, seed]): {Site: Tensor}}``).
@@ -391,20 +398,30 @@ def run_seed(
             if not top.empty:
                 picks["auto"] = top.loc[top.value.idxmax()]
         val_seconds = time.perf_counter() - t0
+        evaluated = {}  # grid and auto often pick the same cell: test it once
         for selection, pick in picks.items():
             site, unit, strength = Site(int(pick.layer), cfg.kind), pick.unit, float(pick.strength)
-            test = _with_strength(sweep(backend, {(method, seed): vec}, test_task, sites=[site],
-                                        controls=cfg.controls, out=None if where is None else where / f"test_{unit}",
-                                        **common, **_strength_kwargs(unit, [strength], scale)), unit)  # fmt: skip
+            if (site, unit, strength) not in evaluated:
+                evaluated[(site, unit, strength)] = _with_strength(sweep(
+                    backend, {(method, seed): vec}, test_task, sites=[site], controls=cfg.controls,
+                    out=None if where is None else where / f"test_{unit}", **common,
+                    **_strength_kwargs(unit, [strength], scale)), unit)  # fmt: skip
+            test = evaluated[(site, unit, strength)]
             tests.append(test.assign(selection=selection))
             e = cell_effects(test, "accuracy").iloc[0]
+            acc = test[(test.metric == "accuracy") & (test.direction == VECTOR)].set_index("example_id")
+            base = acc[acc.strength == 0].value
+            with warnings.catch_warnings():  # no item changed: p is NaN, the row shows it
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p = paired_test(acc[acc.strength == strength].value.loc[base.index].to_numpy(), base.to_numpy(),
+                                alternative="two-sided")["p"]  # fmt: skip
             cost = len(pool) if selection == "grid" else int((pool.layer == pick.layer).sum())
             results.append({
                 "method": method, "seed": seed, "selection": selection, "layer": site.layer, "unit": unit,
                 "strength": strength, "coeff": float(e.coeff), "val_accuracy": float(pick.value), "base_val": base_val,
                 "base": float(e.base), "steered": float(e.steered), "delta": float(e.effect), "lo": float(e.lo),
-                "hi": float(e.hi), "null_lo": float(e.null_lo), "null_hi": float(e.null_hi), "mde": float(e.mde),
-                "verdict": e.verdict, "n_train": len(train), "n_val": len(prep.item_ids(va)),
+                "hi": float(e.hi), "p": float(p), "null_lo": float(e.null_lo), "null_hi": float(e.null_hi),
+                "mde": float(e.mde), "verdict": e.verdict, "n_train": len(train), "n_val": len(prep.item_ids(va)),
                 "n_test": len(prep.item_ids(te)), "grid_cells": cost, "seconds": val_seconds * cost / len(pool),
                 "vector_norm": float(vec[site].norm() * abs(e.coeff)),
             })  # fmt: skip
@@ -475,8 +492,6 @@ def run_pas(
 
 def summarize(results: pd.DataFrame, by: Sequence[str] = ("method", "selection")) -> pd.DataFrame:
     """Mean Δacc over seeds with a 95% CI and the one-sided t-test that Δ > 0 (as in the paper)."""
-    from steerlab.stats import paired_test
-
     ok = results.dropna(subset=["delta"]) if "delta" in results else results
     if ok.empty:
         raise SteerlabError("no successful runs to summarise (every method failed; see the 'error' column)")
