@@ -1,5 +1,5 @@
-"""PAS validation grid: cached prompt blocks (`steerlab.pipelines.pas.CachedMCQ`) against one full forward
-pass per grid cell.
+"""PAS validation grid: `steerlab.sweeps.sweep` over cached prompt blocks (`steerlab.pipelines.pas.CachedMCQ`,
+a `steerlab.tasks.BlockTask`) against one full forward pass per grid cell.
 
 Usage::
 
@@ -8,8 +8,9 @@ Usage::
 One PAS vector (PASf, from a seed's training items) evaluated on the held-out items of one split at
 every (layer, strength) cell plus the unsteered model, the way `run_seed` does it:
 
-- ``cached``: build the blocks (each block's prompt run once, its key/value cache kept), then every
-  cell runs one token per item. The time includes building the cache.
+- ``cached``: build the blocks (each block's prompt run once, its key/value cache kept), then `sweep`
+  runs every cell at one token per item (a site's cells together, sharing the trunk). The time includes
+  building the cache.
 - ``naive``: `steerlab.metrics.mcq_accuracy` with the same edits: a full forward pass per cell.
 
 Both sides are timed in the same run, on the same items and cells, and their per-item answers must
@@ -41,30 +42,35 @@ def main() -> None:
     from steerlab.interventions import steer
     from steerlab.metrics import mcq_accuracy
     from steerlab.models import load_model
-    from steerlab.pipelines.pas import CachedMCQ, PASConfig, _directions, prepare
+    from steerlab.pipelines.pas import CachedMCQ, PASConfig, _vector, prepare
     from steerlab.pipelines.pas_tasks import load_task
     from steerlab.sites import LAST_PROMPT, Site
+    from steerlab.sweeps import sweep
 
     torch.set_num_threads(1)
     lm = load_model()
     layers = [int(x) for x in args.layers.split(",")]
     strengths = [float(x) for x in args.strengths.split(",")]
-    cfg = PASConfig(methods=("pasf",), layers=tuple(layers), strengths=tuple(strengths), auto_layer=False)
+    cfg = PASConfig(methods=("pasf",), layers=tuple(layers), fractions=(), coeffs=tuple(strengths), auto_layer=False)
     items = load_task(args.task, args.items, seed=0, max_chars=600)
     prep = prepare(lm, items, cfg.sites, block_size=args.block, ipas=False, progress=False)  # the vector: not timed
     train, val, test = split(list(range(len(prep.blocks))), (0.6, 0.2, 0.2), 0)
-    dirs, _ = _directions(prep, "pasf", prep.item_ids(train), cfg, 0)
+    vec, _ = _vector(prep, "pasf", prep.item_ids(train), cfg, 0)
     val_items = [prep.items[i] for i in prep.item_ids(val + test)]  # the held-out items of one seed
     cells = [None] + [(Site(layer), s) for layer in layers for s in strengths]
 
     def edits(cell):
-        return () if cell is None else steer({cell[0]: dirs[cell[0]]}, cell[1], positions=LAST_PROMPT)
+        return () if cell is None else steer({cell[0]: vec[cell[0]]}, cell[1], positions=LAST_PROMPT)
 
     t0 = time.perf_counter()
     cache = CachedMCQ.build(lm, val_items, args.block)
-    cached = [cache.correct(edits=edits(c)) for c in cells]
+    df = sweep(lm, {("pasf", 0): vec}, cache.task(), coeffs=[0.0, *strengths], positions=LAST_PROMPT, progress=False)
     t_cached = time.perf_counter() - t0
-    order = [cache.items.index(it) for it in val_items]  # cached items are sorted by length
+    acc = df[df.metric == "accuracy"]
+    cached = [acc[(acc.coeff == 0.0)] if c is None else acc[(acc.layer == c[0].layer) & (acc.coeff == c[1])]
+              for c in cells]  # fmt: skip
+    cached = [c.drop_duplicates("example_id").set_index("example_id").value.sort_index().to_numpy() for c in cached]
+    order = [cache.items.index(it) for it in val_items]  # cached items are sorted by length (example_id = index)
     t0 = time.perf_counter()
     naive = [mcq_accuracy(lm, val_items, edits=edits(c) or None, batch_size=args.block).correct.to_numpy(float)
              for c in cells]  # fmt: skip

@@ -156,18 +156,23 @@ def test_pas_end_to_end(tmp_path, tiny_folder):
     out = tmp_path / "run"
     result = invoke(
         "pas", "--data", write_jsonl(tmp_path / "next.jsonl", records), "--variant", "pasf", "--model", tiny_folder,
-        "--seeds", 2, "--layers=-1", "--strengths", "0.5", "--n-items", 40, "--block-size", 4, "--out", out,
+        "--seeds", 2, "--layers=-1", "--fractions", "0.5", "--coeffs", "none", "--controls", 3, "--n-items", 40,
+        "--block-size", 4, "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["variant"] == "pasf" and summary["n_items"] == 40
     # the tiny model answers some items right and some wrong, so both seeds have contrast sets
-    assert [(c["seed"], c["layer"], c["coeff"]) for c in summary["chosen"]] == [(0, 1, 0.5), (1, 1, 0.5)]  # -1: last
-    assert set(pd.read_csv(out / "results.csv").seed) == {0, 1}
+    chosen = [(c["seed"], c["layer"], c["unit"], c["strength"]) for c in summary["chosen"]]
+    assert chosen == [(0, 1, "fraction", 0.5), (1, 1, "fraction", 0.5)]  # -1: the last layer
+    results = pd.read_csv(out / "results.csv")
+    assert set(results.seed) == {0, 1} and results[["null_lo", "null_hi", "mde"]].notna().all().all()
+    assert set(pd.read_csv(out / "tests.csv").direction) == {"vector", "random:0", "random:1", "random:2"}
     assert [s.layer for s in SteeringVector.load(out / "vector").sites] == [1]
 
 
-@pytest.mark.parametrize("extra, message", [(["--layers", "5"], "layer"), (["--strengths", "x"], "cannot read")])
+@pytest.mark.parametrize("extra, message", [(["--layers", "5"], "layer"), (["--fractions", "x"], "cannot read"),
+                                            (["--fractions=-0.5", "--coeffs", "none"], "no strength to choose")])
 def test_pas_bad_grid_exits_2(tmp_path, tiny_folder, extra, message):
     data = mcq_file(tmp_path)
     result = invoke("pas", "--data", data, "--model", tiny_folder, "--out", tmp_path / "run", *extra)

@@ -1,10 +1,12 @@
 """PAS (Cui & Chen 2025): contrast sets, vectors, the cached pipeline against independent full passes."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from steerlab.data import MCQItem
+from steerlab.data import MCQItem, split
+from steerlab.effects import label_effects, letter_distribution
 from steerlab.errors import SteerlabError
 from steerlab.extraction import pas_vector
 from steerlab.interventions import steer
@@ -17,7 +19,7 @@ from steerlab.methods.pas import (
     read_site,
 )
 from steerlab.metrics import mcq_accuracy
-from steerlab.pipelines.pas import PASConfig, prepare, run_seed, summarize
+from steerlab.pipelines.pas import PASConfig, prepare, run_pas, run_seed, summarize
 from steerlab.prompts import mcq_setup
 from steerlab.sites import LAST_PROMPT, Batch, Site
 
@@ -87,8 +89,13 @@ def test_empty_and_bad_inputs_raise():
         predictions(torch.zeros(0, 3), [])
     with pytest.raises(SteerlabError, match="unknown read site"):
         read_site(Site(3), "previous")
-    with pytest.raises(SteerlabError, match="non-zero strength"):
-        PASConfig(strengths=(0.0, 1.0))
+    with pytest.raises(SteerlabError, match="no strength to choose"):
+        PASConfig(fractions=(0.0, -0.5), coeffs=())
+    with pytest.raises(SteerlabError, match="finite"):
+        PASConfig(coeffs=(float("nan"),))
+    with pytest.raises(SteerlabError, match="sides"):
+        PASConfig(sides="negative")
+    assert PASConfig(fractions=(0.0, -0.5), coeffs=(), sides="both").fractions == (-0.5,)  # 0 is implicit
 
 
 def test_read_site_switch():
@@ -159,19 +166,92 @@ def test_cached_steered_accuracy_equals_full_forward(tiny, prepared):
 def test_run_seed_grid_and_splits(prepared):
     _, prep = prepared
     # (resid_pre.0 at the last token is the same token embedding for every prompt: nothing to contrast)
-    cfg = PASConfig(layers=(0, 1), strengths=(0.5, 2.0))
-    results, grid, chosen = run_seed(prep, 3, cfg)
-    prev, _, _ = run_seed(prep, 3, PASConfig(layers=(1,), strengths=(0.5, 2.0), read="resid_prev"))
-    assert set(prev.layer) == {1} and prev.delta.notna().all()
+    cfg = PASConfig(layers=(0, 1), fractions=(-0.5, 0.5), coeffs=(2.0,), controls=3)
+    results, grid, chosen, tests = run_seed(prep, 3, cfg)
+    prev = run_seed(prep, 3, PASConfig(layers=(1,), fractions=(0.5,), coeffs=(), read="resid_prev", controls=0))
+    assert set(prev.results.layer) == {1} and prev.results.delta.notna().all()
     assert set(results.method) == {"pasf", "ipasa", "ipaswo", "caa"}
     assert (results.n_train + results.n_val + results.n_test == len(prep.items)).all()
-    for method, g in grid[grid.coeff != 0].groupby("method"):
+    # every cell of both scales, 0 included once per layer and unit
+    g = grid[grid.method == "pasf"]
+    assert sorted(zip(g.unit, g.layer, g.strength, strict=True)) == sorted(
+        (u, lay, s) for lay in (0, 1) for u, ss in (("fraction", (-0.5, 0.0, 0.5)), ("coeff", (0.0, 2.0))) for s in ss
+    )
+    for method, g in grid[grid.strength > 0].groupby("method"):
         row = results[(results.method == method) & (results.selection == "grid")].iloc[0]
-        assert row.val_accuracy == g.value.max()  # the grid's choice is the best validation cell
-        assert np.isclose(row.delta, row.steered - row.base)
+        assert row.val_accuracy == g.value.max()  # the grid's choice is the best positive validation cell
+        assert row.strength > 0 and np.isclose(row.delta, row.steered - row.base)
+        assert row.lo <= row.delta <= row.hi and row.null_lo <= row.null_hi
+    # the chosen test cell ran with 3 random directions beside the vector; rows carry the correct letter
+    t = tests[(tests.method == "pasf") & (tests.selection == "grid")]
+    assert set(t.direction) == {"vector", "random:0", "random:1", "random:2"}
+    assert set(t.label) <= {"A", "B", "C"} and t.example_id.nunique() == results.n_test.iloc[0]
     assert ("pasf", "grid") in chosen
     table = summarize(results)
     assert {"delta", "ci_low", "ci_high", "p"} <= set(table.columns)
+    labels = label_effects(t[t.direction == "vector"], "accuracy")
+    assert set(labels.label) <= {"A", "B", "C"} and labels.n.sum() == results.n_test.iloc[0]
+    shares = letter_distribution(t, n_options=3).groupby(["direction", "fraction"]).share.sum()
+    assert len(shares) == 5 and np.isclose(shares, 1.0).all()  # the vector at 0 and 0.5, 3 random directions
+
+
+def test_sweep_grid_equals_the_old_per_cell_path(tiny, prepared):
+    """Each validation cell of the sweep equals the old loop's `CachedMCQ.correct` (the cached last-token path)
+    and independent full forward passes (`mcq_accuracy`), item by item."""
+    _, prep = prepared
+    cfg = PASConfig(methods=("pasf",), layers=(1,), fractions=(0.5,), coeffs=(-3.0, 3.0), controls=0,
+                    auto_layer=False)  # fmt: skip
+    scale = {Site(1): 7.0}
+    results, grid, chosen, tests = run_seed(prep, 2, cfg, scale=scale)
+    _, va, te = split(list(range(len(prep.blocks))), (0.6, 0.2, 0.2), 2)
+    vec = pas_vector("pasf", prep.acts.subset(prep.item_ids(split(list(range(len(prep.blocks))), (0.6, 0.2, 0.2),
+                                                                         2)[0])), [Site(1)])[Site(1)]  # fmt: skip
+    items = [prep.items[i] for i in prep.item_ids(va)]
+    for row in grid.itertuples():
+        coeff = row.strength * 7.0 / float(vec.norm()) if row.unit == "fraction" else row.strength
+        assert np.isclose(row.coeff, coeff)
+        edits = steer({Site(1): vec}, coeff, positions=LAST_PROMPT)
+        old = prep.correct(va, edits)
+        ref = mcq_accuracy(tiny, items, edits=edits).correct.to_numpy().astype(float)
+        np.testing.assert_array_equal(old, ref)
+        assert row.value == old.mean()
+    r = results.iloc[0]
+    edits = steer({Site(1): vec}, r.coeff, positions=LAST_PROMPT)
+    assert np.isclose(r.steered, prep.correct(te, edits).mean()) and np.isclose(r.base, prep.correct(te).mean())
+
+
+def test_killed_run_resumes_without_recomputing(prepared, tmp_path):
+    """A PAS run killed mid-grid resumes from its sweep folders: only the cells it had not stored run again."""
+    _, prep = prepared
+    cfg = PASConfig(methods=("pasf", "caa"), layers=(0, 1), fractions=(-0.25, 0.5), coeffs=(1.0,), controls=2)
+    full = []
+    first = run_pas(prep, cfg, [0, 1], out=tmp_path / "ref", progress=False, on_cell=full.append)
+    total = len(full)
+
+    class Killed(Exception):
+        pass
+
+    done = []
+
+    def kill_after(key):
+        done.append(key)
+        if len(done) == total // 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_pas(prep, cfg, [0, 1], out=tmp_path / "run", progress=False, on_cell=kill_after)
+    again = []
+    resumed = run_pas(prep, cfg, [0, 1], out=tmp_path / "run", progress=False, on_cell=again.append)
+    # every stored cell is read back; only the cells of the group being computed at the kill (held in memory,
+    # not yet stored) run twice
+    assert 0 < len(again) < total
+    assert total <= len(done) + len(again) < total + 8
+    keep = [c for c in first.results.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.results[keep], first.results[keep])
+    pd.testing.assert_frame_equal(resumed.grid, first.grid)
+    nothing = []
+    run_pas(prep, cfg, [0, 1], out=tmp_path / "run", progress=False, on_cell=nothing.append)
+    assert nothing == []
 
 
 def test_prepare_rejects_empty_and_tiny_data(tiny):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -170,20 +171,24 @@ def run_task(
 ) -> dict[str, dict]:
     """`steerlab.pipelines.pas.prepare` + `run_pas` on one task, cached under ``runs`` (a folder) by its settings.
 
+    With ``runs``, the sweeps of every seed and method are kept under ``runs/<task>_<key>/<name>/`` (a killed
+    run resumes without recomputing finished cells) and the finished task in ``runs/<task>_<key>.pt``.
     With ``flipped`` (e.g. ``"sycophancy_authors"`` for ``"sycophancy"``), the same cached prompts are
-    also run with the labels flipped (`flip_binary`). Returns ``{task: {"results", "grid", "chosen",
+    also run with the labels flipped (`flip_binary`). Returns ``{task: {"results", "grid", "chosen", "tests",
     "stats"}}`` (and the flipped task), with ``task`` and ``category`` columns added.
     """
-    from pathlib import Path
-
     from steerlab.caching import cached
     from steerlab.pipelines.pas import flip_binary, prepare, run_pas
     from steerlab.vectors import dataset_hash
 
+    key = dataset_hash([repr(cfg), list(seeds), n, block_size, max_chars, flipped, backend.name])[:12]
+    root = None if runs is None else Path(runs) / f"{task}_{key}"
+
     def one(prep, name: str) -> dict:
-        results, grid, chosen = run_pas(prep, cfg, seeds, progress=progress)
+        run = run_pas(prep, cfg, seeds, out=None if root is None else root / name, progress=progress)
         tag = {"task": name, "category": category(name)}
-        return {"results": results.assign(**tag), "grid": grid.assign(**tag), "chosen": chosen, "stats": prep.stats}
+        return {"results": run.results.assign(**tag), "grid": run.grid.assign(**tag), "chosen": run.chosen,
+                "tests": run.tests.assign(**tag), "stats": prep.stats}  # fmt: skip
 
     def make() -> dict:
         items = load_task(task, n, seed=0, max_chars=max_chars)
@@ -196,7 +201,6 @@ def run_task(
 
     if runs is None:
         return make()
-    key = dataset_hash([repr(cfg), list(seeds), n, block_size, max_chars, flipped, backend.name])[:12]
     return cached(Path(runs) / f"{task}_{key}.pt", make)
 
 
