@@ -158,3 +158,54 @@ def test_save_figure_rejects_bad_names(tmp_path):
         save_figure(fig, "sub/a", folder=tmp_path)
     with pytest.raises(SteerlabError, match="Figure"):
         save_figure(fig.axes[0], "a", folder=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ effect curves
+
+
+def effect_rows(layer=3, label=None):
+    rows = []
+    for f, e in [(-0.5, -0.3), (-0.1, -0.05), (0.1, 0.04), (0.5, 0.35)]:
+        rows.append({"method": "caa", "seed": 0, "site": "resid_post", "layer": layer, "fraction": f, "coeff": 20 * f,
+                     "n": 40, "effect": e, "lo": e - 0.05, "hi": e + 0.05, "null_lo": -abs(f) / 4,
+                     "null_hi": abs(f) / 4, "label": label})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_effect_curve_draws_intervals_the_band_and_the_unsteered_line():
+    from matplotlib.collections import PolyCollection
+
+    from steerlab.plotting import plot_effect_curve
+
+    ax = plot_effect_curve(effect_rows().drop(columns="label"))
+    assert ax.get_xlabel() == "strength (fraction of the typical token norm)"
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1
+    ys = bands[0].get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(-0.125) and ys.max() == pytest.approx(0.125)  # the band at +-0.5
+    (curve,) = ax.containers  # the error bars
+    assert curve.get_label() == "vector" and list(curve.lines[0].get_ydata()) == [-0.3, -0.05, 0.04, 0.35]
+    assert any(ln.get_label() == "unsteered" and list(ln.get_ydata()) == [0, 0] for ln in ax.get_lines())
+
+
+def test_effect_curve_without_a_band_and_against_layer():
+    from steerlab.plotting import plot_effect_curve
+
+    rows = pd.concat([effect_rows(layer) for layer in (2, 4, 6)]).drop(columns=["label", "null_lo", "null_hi"])
+    ax = plot_effect_curve(rows[rows.fraction == 0.5], x="layer")
+    assert ax.get_xlabel() == "layer" and not ax.collections[1:]  # error bars only, no band
+    with pytest.raises(SteerlabError, match="average over 3 values of 'layer'"):
+        plot_effect_curve(rows)
+
+
+def test_label_curves_one_panel_per_label():
+    from steerlab.plotting import plot_label_curves
+
+    yes = effect_rows(label="Yes")
+    no = yes.assign(label="No", effect=-yes.effect, lo=-yes.hi, hi=-yes.lo)
+    rows = pd.concat([yes, no])
+    axes = plot_label_curves(rows, ylabel="p(behaviour) effect")
+    assert [a.get_title() for a in axes] == ["items whose matching answer is 'No' (n = 40)",
+                                             "items whose matching answer is 'Yes' (n = 40)"]  # fmt: skip
+    with pytest.raises(SteerlabError, match="one Axes per label"):
+        plot_label_curves(rows, axes=[axes[0]])

@@ -5,7 +5,8 @@ Axes; nothing is shown. Inputs are the tidy frames of `steerlab.sweeps` and `ste
 (columns ``layer, site, coeff, method, seed, metric, value``). Choose a backend in your own script
 or notebook; this package does not.
 
-The general plots live in `general`, `save_figure` in `saving`, and each paper's figures in a module
+The general plots live in `general` and `effects` (effects against strength or layer with their intervals
+and the random band, per-label panels), `save_figure` in `saving`, and each paper's figures in a module
 of their own: `pas` (PAS), `saas` (SAAS), `cae` (CAE robustness) and `sae` (SAE latents). Import the
 public names from ``steerlab.plotting`` itself.
 """
@@ -17,6 +18,7 @@ from steerlab.plotting.cae import (
     plot_id_ood,
     plot_sample_size,
 )
+from steerlab.plotting.effects import plot_effect_curve, plot_label_curves
 from steerlab.plotting.general import (
     plot_delta_bars,
     plot_layer_heatmap,
@@ -35,7 +37,9 @@ __all__ = [
     "plot_cost_curve",
     "plot_cost_tradeoff",
     "plot_delta_bars",
+    "plot_effect_curve",
     "plot_id_ood",
+    "plot_label_curves",
     "plot_latent_scores",
     "plot_layer_heatmap",
     "plot_metric_vs_coeff",
