@@ -110,6 +110,20 @@ def machine() -> dict:
     }
 
 
+def load_line() -> str:
+    """The load averages at the start and now: how busy the machine was while the benchmark ran. A 1-minute load
+    above the core count (the benchmark itself keeps every core busy) means other work shared the cores."""
+    now = os.getloadavg() if hasattr(os, "getloadavg") else None
+    cores = os.cpu_count() or 1
+
+    def fmt(load) -> str:
+        return "n/a" if load is None else " / ".join(f"{x:.2f}" for x in load)
+
+    busiest = max((load[0] for load in (_LOAD_AT_START, now) if load), default=0.0)
+    note = " (a loaded machine: other work shared the cores)" if busiest > cores + 0.5 else ""
+    return f"load average (1/5/15 min) at start {fmt(_LOAD_AT_START)}, at end {fmt(now)}, {cores} cores{note}"
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
     """A plain fixed-width table (floats to 3 significant decimals)."""
 

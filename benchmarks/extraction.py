@@ -11,12 +11,15 @@ at the answer token (chat prompt + "Yes"/"No"):
   per forward), reading every layer's last-token state (`peers.bare_forward`).
 - ``steerlab-<backend>-30``: ``extract(lm, pairs, range(30), method="caa")`` (streamed mean
   difference; each pair's shared prompt runs once, then the two answers on its key/value cache).
-- ``steerlab-<backend>-1``: the same at layer 12 only.
+- ``steerlab-<backend>-1``: the same at layer 12 only (``--layer``): the forward passes stop after
+  block 12, so the cost should scale with the blocks run.
 - peers (in ``benchmarks/.peer-venv``, see `peers.py`): steering-vectors' ``train_steering_vector``
   and repeng's ``ControlVector.train`` at all 30 layers, with the same bare baseline measured in
   that venv. Their comparison with steerlab is normalised by each environment's own bare cost.
 
-Targets: steerlab / bare <= 1.15; 30 layers / 1 layer <= 1.1; faster than both peers.
+Targets: steerlab / bare <= 1.15; 1 layer (L) / 30 layers <= (L + 1) / 30 + 0.05 (early exit); faster
+than both peers. The load average at the start and end is printed: on a shared machine it says how much
+other work shared the cores (both sides of each ratio are interleaved, so load hits both).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import HERE, interleaved, median, paired_ratio, quiet, set_threads, table, verdict, write_results
+from _common import (HERE, interleaved, load_line, median, paired_ratio, quiet, set_threads, table, verdict,
+                     write_results)
 
 PEER_VENV = HERE / ".peer-venv"
 PEER_PYTHON = PEER_VENV / "bin" / "python"
@@ -100,6 +104,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds after the warm-up (default 3, --quick 1)")
     ap.add_argument("--peer-repeats", type=int, default=None, help="timed rounds for the peers (default: --repeats)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--layer", type=int, default=READ_LAYER, help="the one layer read (default 12)")
+    ap.add_argument("--backends", default="tl,nnsight")
     args = ap.parse_args()
     if args.setup_peers:
         setup_peers()
@@ -118,10 +124,11 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 3)
     bs = args.batch_size
     pairs = load_persona("agreeableness")[:n_pairs]
-    backends = {kind: load_model(backend=kind) for kind in ("tl", "nnsight")}
+    backends = {kind: load_model(backend=kind) for kind in args.backends.split(",")}
     hf, tok = load_hf()
     tok.padding_side = "right"
-    lm = backends["tl"]
+    lm = next(iter(backends.values()))
+    layer = args.layer
     texts = [[lm.chat(p.prompt) + answer_stem(p.positive), lm.chat(p.prompt) + answer_stem(p.negative)] for p in pairs]
     all_layers = list(range(lm.n_layers))
 
@@ -141,12 +148,12 @@ def main() -> None:
     fns = {"bare": bare}
     for kind in backends:
         fns[f"steerlab-{kind}-30"] = steerlab_fn(kind, all_layers)
-        fns[f"steerlab-{kind}-1"] = steerlab_fn(kind, [READ_LAYER])
+        fns[f"steerlab-{kind}-1"] = steerlab_fn(kind, [layer])
     few = pairs[:bs]
     warm = {"bare": lambda: bare(texts[:bs])}
     for kind in backends:
         warm[f"steerlab-{kind}-30"] = steerlab_fn(kind, all_layers, few)
-        warm[f"steerlab-{kind}-1"] = steerlab_fn(kind, [READ_LAYER], few)
+        warm[f"steerlab-{kind}-1"] = steerlab_fn(kind, [layer], few)
     print(
         f"extraction: {n_pairs} pairs ({2 * n_pairs} texts), {lm.n_layers} layers, batch {bs}, "
         f"{threads} threads, {repeats} rounds",
@@ -181,18 +188,19 @@ def main() -> None:
                 row.update(target="<= 1.15", ok=verdict(r, 1.15))
                 checks.append((f"{kind} 30 layers / bare", r, 1.15))
             rows.append(row)
-        r = med[f"steerlab-{kind}-30"] / med[f"steerlab-{kind}-1"]
+        r = med[f"steerlab-{kind}-1"] / med[f"steerlab-{kind}-30"]
+        target = (layer + 1) / lm.n_layers + 0.05
         rows.append(
             {
-                "what": f"steerlab {kind}: 30 / 1 layer",
+                "what": f"steerlab {kind}: layer {layer} / all layers",
                 "ratio": r,
-                "paired": paired_ratio(times[f"steerlab-{kind}-30"], times[f"steerlab-{kind}-1"]),
-                "vs": "1 layer",
-                "target": "<= 1.1",
-                "ok": verdict(r, 1.1),
+                "paired": paired_ratio(times[f"steerlab-{kind}-1"], times[f"steerlab-{kind}-30"]),
+                "vs": "all layers",
+                "target": f"<= {target:.3f}",
+                "ok": verdict(r, target),
             }
         )
-        checks.append((f"{kind} 30 / 1 layer", r, 1.1))
+        checks.append((f"{kind} layer {layer} / all layers", r, target))
 
     peers = None if args.no_peers else run_peers(texts, args.peer_repeats or repeats, bs)
     peer_rows = []
@@ -225,7 +233,7 @@ def main() -> None:
                 checks.append((f"{kind} / {name} (normalised)", norm, 1.0))
         v = peers["vectors"]
         L = v["layer"]
-        ours = out["steerlab-tl-30"].directions
+        ours = out[f"steerlab-{next(iter(backends))}-30"].directions
         ours_l = next(d for s, d in ours.items() if s.layer == L)
         agree["peer_bare_vs_main_bare_cos"] = cosine(v["bare"], ref[L])
         agree["steering_vectors_cos"] = cosine(v["steering_vectors"], ours_l)
@@ -239,11 +247,13 @@ def main() -> None:
         "\nagreement with the bare baseline (max |diff| / max |ref|, layers 0..28):",
         {k: round(v, 6) for k, v in agree.items()},
     )
+    print(load_line())
     path = write_results(
         "extraction",
         {
             "quick": args.quick,
             "n_pairs": n_pairs,
+            "layer": layer,
             "batch_size": bs,
             "threads": threads,
             "repeats": repeats,

@@ -42,7 +42,7 @@ _EXPORTS = {
 _MODULES = {
     "data", "metrics", "stats", "plotting", "activations", "interventions", "sweeps", "vectors", "prompts", "caching",
     "agents", "pipelines", "robustness", "sae", "sites", "tasks", "positions", "effects", "orientation", "protocol",
-    "scale", "controls", "power", "verdicts", "scorers",
+    "scale", "controls", "power", "verdicts", "scorers", "memory",
 }  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
         data,
         effects,
         interventions,
+        memory,
         metrics,
         orientation,
         pipelines,

@@ -19,7 +19,8 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steerlab.errors import SteerlabError, check_positive_int
+from steerlab import memory
+from steerlab.errors import SteerlabError
 from steerlab.prompts import READ_POSITIONS, ReadPosition, answer_stem, pair_prompts
 from steerlab.sites import Batch, Site
 
@@ -73,8 +74,7 @@ def _read(acts: Tensor, mask: Tensor, read: str) -> Tensor:
     return acts[torch.arange(acts.shape[0], device=acts.device), last]
 
 
-def _check_inputs(items: Sequence, sites: Sequence, read: str, what: str, batch_size: int) -> None:
-    check_positive_int(batch_size, "batch_size")
+def _check_inputs(items: Sequence, sites: Sequence, read: str, what: str) -> None:
     if len(items) == 0:
         raise SteerlabError(f"no {what} were given; pass at least one")
     if not sites:
@@ -83,35 +83,52 @@ def _check_inputs(items: Sequence, sites: Sequence, read: str, what: str, batch_
         raise SteerlabError(f"unknown read position {read!r}; valid: {', '.join(READ_POSITIONS)}")
 
 
+def _chunks(n: int, batch_size: int, run, progress: bool, what: str):
+    """``run(start, stop)`` over ``n`` items in batches (halved on out-of-memory, `steerlab.memory.halving`),
+    with a progress bar counting items."""
+    with tqdm(total=n, desc="activations", disable=not progress) as bar:
+        for stop, out in memory.halving(n, batch_size, lambda a, b: (b, run(a, b)), what=what):
+            bar.update(stop - bar.n)
+            yield out
+
+
 def iter_pair_batches(
     backend: Backend,
     pairs: Sequence,
     sites: Sequence[Site | str | int],
     *,
     read: ReadPosition = "completion_last",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     system: str | None = None,
     chat: bool = True,
     progress: bool = True,
 ):
-    """Yield ``(pos, neg)`` dicts of ``[batch, d_model]`` activations, one batch of pairs at a time."""
-    _check_inputs(pairs, sites, read, "contrast pairs", batch_size)
-    sites = [backend.site(s) for s in sites]
-    for start in tqdm(range(0, len(pairs), batch_size), desc="activations", disable=not progress):
-        chunk = pairs[start : start + batch_size]
-        prompts = pair_prompts(backend, chunk, system=system, chat=chat)
-        if read == "prompt_last":
-            raise SteerlabError(
-                "pairs share their prompt, so reading at the prompt's last token gives identical positive and "
-                "negative activations; read at the completion, or collect two prompt sets with collect_prompts"
-            )
-        prefix = backend.prefix(prompts)
+    """Yield ``(pos, neg)`` dicts of ``[batch, d_model]`` activations, one batch of pairs at a time.
+
+    Each forward pass stops after the deepest site's block (no logits are computed), and the prompts' cached
+    prefix holds only the blocks up to it. ``batch_size`` (default: `steerlab.memory`'s, else 16) halves on
+    out-of-memory.
+    """
+    batch_size = memory.batch_size(batch_size)
+    _check_inputs(pairs, sites, read, "contrast pairs")
+    if read == "prompt_last":
+        raise SteerlabError(
+            "pairs share their prompt, so reading at the prompt's last token gives identical positive and "
+            "negative activations; read at the completion, or collect two prompt sets with collect_prompts"
+        )
+    sites = sorted({backend.site(s) for s in sites}, key=lambda s: s.order)
+
+    def run(start: int, stop: int):
+        chunk = pairs[start:stop]
+        prefix = backend.prefix(pair_prompts(backend, chunk, system=system, chat=chat), stop_at=sites[-1])
         out = []
         for answers in ([p.positive for p in chunk], [p.negative for p in chunk]):
             comp = _completion_batch(backend, [answer_stem(a) for a in answers])
-            acts = backend.forward(comp, prefix=prefix, record=sites).activations
+            acts = backend.forward(comp, prefix=prefix, record=sites, logits=False).activations
             out.append({s: _read(acts[s], comp.attention_mask, read).float().cpu() for s in sites})
-        yield out[0], out[1]
+        return out[0], out[1]
+
+    yield from _chunks(len(pairs), batch_size, run, progress, "batch of pairs")
 
 
 def collect_pairs(backend: Backend, pairs: Sequence, sites: Sequence[Site | str | int], **kwargs) -> PairActivations:
@@ -143,7 +160,7 @@ def collect_prompts(
     sites: Sequence[Site | str | int],
     *,
     read: str = "prompt_last",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> dict[Site, Float[Tensor, "n d"]]:
     """Activations of already formatted prompts (or raw texts), one row per prompt.
@@ -151,22 +168,28 @@ def collect_prompts(
     ``read``: ``prompt_last`` (the last token), ``prompt_mean`` (the mean over real tokens) or
     ``token_mean`` (the mean over real tokens after each text's first, which is an attention sink with a
     norm tens to hundreds of times the others at middle layers; a one-token text keeps its token).
+    Each forward pass stops after the deepest site's block; ``batch_size`` (default: `steerlab.memory`'s,
+    else 16) halves on out-of-memory.
     """
     if read not in ("prompt_last", "prompt_mean", "token_mean"):
         raise SteerlabError(f"collect_prompts reads 'prompt_last', 'prompt_mean' or 'token_mean', not {read!r}")
-    _check_inputs(prompts, sites, "prompt_last", "prompts", batch_size)
+    batch_size = memory.batch_size(batch_size)
+    _check_inputs(prompts, sites, "prompt_last", "prompts")
     sites = [backend.site(s) for s in sites]
-    out: dict[Site, list[Tensor]] = {s: [] for s in sites}
-    for start in tqdm(range(0, len(prompts), batch_size), desc="activations", disable=not progress):
-        batch = backend.tokenize(list(prompts[start : start + batch_size]))
-        acts = backend.forward(batch, record=sites).activations
+
+    def run(start: int, stop: int) -> dict[Site, Tensor]:
+        batch = backend.tokenize(list(prompts[start:stop]))
+        acts = backend.forward(batch, record=sites, logits=False).activations
         mask = batch.attention_mask
         if read == "token_mean":
             first = batch.position_ids == 0
             mask = mask * ~(first & (mask.sum(dim=1, keepdim=True) > 1))
+        if read == "prompt_last":
+            return {s: acts[s][:, -1].float().cpu() for s in sites}
+        return {s: _read(acts[s].float(), mask, "completion_mean").cpu() for s in sites}
+
+    out: dict[Site, list[Tensor]] = {s: [] for s in sites}
+    for part in _chunks(len(prompts), batch_size, run, progress, "batch of prompts"):
         for s in sites:
-            if read == "prompt_last":
-                out[s].append(acts[s][:, -1].float().cpu())
-            else:
-                out[s].append(_read(acts[s].float(), mask, "completion_mean").cpu())
+            out[s].append(part[s])
     return {s: torch.cat(v) for s, v in out.items()}

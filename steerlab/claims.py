@@ -19,11 +19,12 @@ may be computed twice; both writes are atomic and equal, so nothing is lost or t
 file modification times set by the file server, so machines need no synchronised clocks beyond
 ``stale_after`` (default ten minutes).
 
-`run_cells` is the loop a sweep calls: it computes the cells of its shard that nobody holds, waits for
-cells other workers hold (taking over stale claims), and returns every finished cell read back from
-the folder. ``shard=(I, N)`` splits the keys by a stable hash for array jobs; `run_workers` starts N
-local processes. Cells are stored in the layout `steerlab.sweeps` already uses (``cells/<sha1[:16]>.csv``
-with a ``cell`` column), so existing sweep folders resume.
+`run_cells` is the loop `steerlab.sweeps.sweep` runs on its ``out`` folder: it computes the cells of its
+shard that nobody holds, waits for cells other workers hold (taking over stale claims), and returns every
+finished cell read back from the folder. ``shard=(I, N)`` splits the keys by a stable hash for array
+jobs; a sweep whose shard is done while other cells are not raises `GridIncomplete` (the last worker
+gathers). `run_workers` (or `start_workers` and `join_workers`) runs N local processes. Cells are stored
+as ``cells/<sha1[:16]>.csv`` with a ``cell`` column.
 
 Example:
     >>> store = CellStore("runs/persona")                                         # doctest: +SKIP
@@ -36,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -52,7 +54,8 @@ from steerlab.errors import SteerlabError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CellStore", "Claim", "parse_shard", "run_cells", "run_workers", "shard_of"]
+__all__ = ["CellStore", "Claim", "GridIncomplete", "join_workers", "parse_shard", "run_cells", "run_workers",
+           "shard_of", "start_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +311,8 @@ def run_cells(
         if count < 1 or not 0 <= index < count:
             raise SteerlabError(f"shard {shard}: need (I, N) with 0 <= I < N")
     mine = [k for k in keys if shard is None or shard_of(k, shard[1]) == shard[0]]
-    poll = poll if poll is not None else min(max(store.stale_after / 20, 0.05), 5.0)
+    longest = poll if poll is not None else min(max(store.stale_after / 20, 0.05), 5.0)
+    pause = min(0.05, longest)  # short waits stay short: the pause doubles up to `longest` while nothing changes
     pending = [k for k in mine if not store.is_done(k)]
     with tqdm(total=len(mine), initial=len(mine) - len(pending), desc="cells", disable=not progress) as bar:
         while pending:
@@ -322,13 +326,32 @@ def run_cells(
                     on_cell(key)
             still = [k for k in pending if not store.is_done(k)]
             bar.update(len(pending) - len(still))
+            pause = min(0.05, longest) if len(still) < len(pending) else min(2 * pause, longest)
             pending = still
             if pending and not wait:
                 logger.info("%d cells are held by other workers; not waiting for them", len(pending))
                 break
             if pending:
-                time.sleep(poll)
+                time.sleep(pause)
     return store.done(keys)
+
+
+class GridIncomplete(Exception):  # noqa: N818 (not an error: the normal end of a worker that is not the last)
+    """A shard's worker finished its cells while other cells of the grid are not done yet.
+
+    Raised by `steerlab.sweeps.sweep` (and so `steerlab.protocol.evaluate_vector`) with ``shard=``: this
+    worker's share is written to the folder and the worker can exit; the worker that finds the grid complete
+    gathers it. Attributes: ``folder``, ``shard``, ``done`` and ``total`` (cells of the whole grid).
+    """
+
+    def __init__(self, folder: str | Path, shard: tuple[int, int] | None, done: int, total: int):
+        self.folder, self.shard, self.done, self.total = Path(folder), shard, done, total
+        who = f"shard {shard[0]}/{shard[1]}" if shard else "this worker"
+        super().__init__(
+            f"{who} finished its cells of {folder}; {total - done} of {total} cells are not done yet (other shards, or "
+            "workers still computing them). The worker that finds the grid complete gathers it; a rerun of a shard "
+            "whose job died, or a run without a shard, on this folder finishes the grid."
+        )
 
 
 def _child(threads: int | None, worker: Callable[..., Any], args: tuple, kwargs: dict) -> None:
@@ -342,11 +365,35 @@ def _child(threads: int | None, worker: Callable[..., Any], args: tuple, kwargs:
     worker(*args, **kwargs)
 
 
+def start_workers(n: int, worker: Callable[..., Any], *args: Any, threads: int | None = 1,
+                  **kwargs: Any) -> list[multiprocessing.process.BaseProcess]:  # fmt: skip
+    """Start ``worker(*args, **kwargs)`` in ``n`` fresh processes (``spawn``); `join_workers` waits for them.
+
+    ``worker`` must be importable (a module-level function). ``threads``: intra-op threads per process
+    (``OMP_NUM_THREADS`` and ``torch.set_num_threads``); None leaves the default.
+    """
+    if n < 0:
+        raise SteerlabError(f"start_workers needs n >= 0 processes, got {n}")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_child, args=(threads, worker, args, kwargs), name=f"steerlab-worker-{i}")
+             for i in range(n)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    return procs
+
+
+def join_workers(procs: Sequence[multiprocessing.process.BaseProcess]) -> list[str]:
+    """Wait for the processes of `start_workers`; returns ``"name (exit code c)"`` for each one that failed."""
+    for proc in procs:
+        proc.join()
+    return [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+
+
 def run_workers(n: int, worker: Callable[..., Any], *args: Any, threads: int | None = 1, **kwargs: Any) -> None:
     """Run ``worker(*args, **kwargs)`` in ``n`` fresh processes (``spawn``) and wait for all of them.
 
-    Each process typically loads the model and calls `run_cells` on the same folder; the claims share
-    the cells out. ``worker`` must be importable (a module-level function).
+    Each process typically loads the model and calls `steerlab.sweeps.sweep` (or `run_cells`) on the same
+    folder; the claims share the cells out. ``worker`` must be importable (a module-level function).
 
     Args:
         n: Number of processes.
@@ -357,18 +404,9 @@ def run_workers(n: int, worker: Callable[..., Any], *args: Any, threads: int | N
     Raises:
         SteerlabError: If a worker exits with an error (the others are left to finish).
     """
-    import multiprocessing
-
     if n < 1:
         raise SteerlabError(f"workers must be at least 1, got {n}")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(threads, worker, args, kwargs), name=f"steerlab-worker-{i}")
-             for i in range(n)]  # fmt: skip
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    failed = join_workers(start_workers(n, worker, *args, threads=threads, **kwargs))
     if failed:
         raise SteerlabError(
             f"{len(failed)} of {n} workers failed: {', '.join(failed)}; a rerun on the same folder finishes the grid "

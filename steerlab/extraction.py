@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from steerlab import memory
 from steerlab.activations import PairActivations, collect_pairs, collect_prompts, iter_pair_batches
-from steerlab.errors import SteerlabError, check_positive_int
+from steerlab.errors import SteerlabError
 from steerlab.methods import linear
 from steerlab.methods.pas import PASActivations, ReadSite, Variant, contrast_sets, read_site
 from steerlab.provenance import model_fingerprint
@@ -62,7 +63,7 @@ def extract(
     read: str = "completion_last",
     val_pairs: Sequence | None = None,
     dataset: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     system: str | None = None,
     chat: bool = True,
     progress: bool = True,
@@ -79,6 +80,8 @@ def extract(
         read: ``completion_last`` (the answer token) or ``completion_mean``.
         val_pairs: validation pairs (the probe chooses its regularisation on them).
         dataset: a name recorded in the vector's provenance.
+        batch_size: pairs per forward pass (default: `steerlab.memory`'s setting, else 16; halved on
+            out-of-memory). Each pass stops after the deepest site's block.
         activations: the pairs' activations at ``sites`` if already collected (`collect_pairs`, same
             ``read``), so they are not computed twice; not used by BiPO, which trains through the model.
         method_kwargs: passed to the method (e.g. ``epochs`` for BiPO, ``Cs`` for the probe).
@@ -86,7 +89,7 @@ def extract(
     method = ALIASES.get(method, method)
     if method not in METHODS:
         raise SteerlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    check_positive_int(batch_size, "batch_size")
+    batch_size = memory.batch_size(batch_size)
     if isinstance(sites, (Site, str, int)):
         sites = [sites]
     sites = [backend.site(s) for s in sites]
@@ -147,7 +150,7 @@ def extract_from_labels(
     seed: int = 0,
     read: str = "token_mean",
     dataset: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> tuple[SteeringVector, PairActivations]:
     """A vector from unpaired labelled texts (no chat template), each text read as the mean over its tokens.

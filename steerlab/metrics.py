@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from steerlab import memory
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError, check_nonempty
 from steerlab.prompts import choice_setup, mcq_setup
@@ -261,12 +262,27 @@ def text_nll(
 
     With ``max_tokens`` each text is cut to its first ``max_tokens`` tokens. The first token is
     predicted by nothing, so a text of ``k`` tokens predicts ``k - 1``. Returns float32 and int64
-    tensors on the CPU, one entry per text.
+    tensors on the CPU, one entry per text. A batch that runs out of device memory is retried in halves
+    (`steerlab.memory`).
 
     Example:
         >>> nll, n = text_nll(lm, ["The cat sat.", "A dog ran."], edits=edits)   # doctest: +SKIP
         >>> perplexity, mean_loglik = math.exp(nll.sum() / n.sum()), -nll / n  # doctest: +SKIP
     """
+    return text_nll_many(backend, texts, [edits], max_tokens=max_tokens, batch_size=batch_size, progress=progress)[0]
+
+
+def text_nll_many(
+    backend: Backend,
+    texts: Sequence[str],
+    edit_sets: Sequence[Edits],
+    *,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[tuple[Float[Tensor, " n"], Int[Tensor, " n"]]]:
+    """`text_nll` under each of several edit sets: each batch of texts runs once for all of them, sharing the
+    unedited trunk (`Backend.token_losses_many`). One ``(nll, n)`` per edit set."""
     texts = check_nonempty(texts, "texts", "pass at least one text")
     _check_batch_size(batch_size)
     if max_tokens is not None and max_tokens < 2:
@@ -274,15 +290,21 @@ def text_nll(
     empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t]
     if empty:
         raise SteerlabError(f"texts at indices {empty[:10]} are empty or not strings; drop them")
-    sums, counts = [], []
-    for start in tqdm(range(0, len(texts), batch_size), desc="token nll", disable=not progress):
-        batch = backend.tokenize(texts[start : start + batch_size], truncate="first" if max_tokens else False)
+    edit_sets = list(edit_sets)
+
+    def run(start: int, stop: int) -> list[tuple[Tensor, Tensor]]:
+        batch = backend.tokenize(texts[start:stop], truncate="first" if max_tokens else False)
         if max_tokens is not None:
             batch = _truncate(batch, max_tokens, backend.tokenizer.pad_token_id)
-        nll, mask = backend.token_losses(batch, edits=edits)
-        sums.append(nll.sum(dim=1).float().cpu())
-        counts.append(mask.sum(dim=1).cpu())
-    return torch.cat(sums), torch.cat(counts)
+        if len(edit_sets) == 1:
+            losses = [backend.token_losses(batch, edits=edit_sets[0])]
+        else:
+            losses = backend.token_losses_many(batch, edit_sets)
+        return [(nll.sum(dim=1).float().cpu(), mask.sum(dim=1).cpu()) for nll, mask in losses]
+
+    parts = list(tqdm(memory.halving(len(texts), batch_size, run, what="batch of texts"), desc="token nll",
+                      disable=not progress))  # fmt: skip
+    return [(torch.cat([p[j][0] for p in parts]), torch.cat([p[j][1] for p in parts])) for j in range(len(edit_sets))]
 
 
 def perplexity_on(

@@ -17,9 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -150,6 +152,26 @@ def guard_bf16_on_cpu() -> None:
 def resolve_name(name: str | None) -> str:
     name = DEFAULT_MODEL if name is None else ALIASES.get(name, name)
     return name
+
+
+def model_slug(name: str | None) -> str:
+    """A file-name-safe name of a model, for cache paths: ``None`` -> ``"smollm2-135m-instruct"``.
+
+    A hub name keeps its organisation (``"meta-llama/Llama-3.1-8B"`` -> ``"meta-llama--llama-3.1-8b"``); a local
+    folder gives its own name and a short hash of its absolute path, so two checkpoints named alike never share
+    a cache.
+    """
+    resolved = resolve_name(name)
+    folder = Path(resolved).expanduser()
+    if folder.is_dir():
+        digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:6]
+        base = f"{folder.resolve().name}-{digest}"
+    else:
+        base = resolved.replace("/", "--")
+    slug = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-.")
+    if not slug:
+        raise SteerlabError(f"model name {name!r} has no letters or digits to name its cache folder; give a real name")
+    return slug
 
 
 def check_source(name: str, hf_kwargs: dict | None = None) -> None:

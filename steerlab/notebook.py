@@ -23,9 +23,7 @@ them into a `Run`, and every setting that depends on the model derives from it:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerlab.errors import SteerlabError
+from steerlab.models import model_slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,28 +40,6 @@ if TYPE_CHECKING:
     from steerlab.backends.base import Backend
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # the repository's data/ folder (see data/README.md)
-
-
-def model_slug(name: str | None) -> str:
-    """A file-name-safe name of a model, for cache paths: ``None`` -> ``"smollm2-135m-instruct"``.
-
-    A hub name keeps its organisation (``"meta-llama/Llama-3.1-8B"`` -> ``"meta-llama--llama-3.1-8b"``); a local
-    folder gives its own name and a short hash of its absolute path, so two checkpoints named alike never share
-    a cache.
-    """
-    from steerlab.models import resolve_name
-
-    resolved = resolve_name(name)
-    folder = Path(resolved).expanduser()
-    if folder.is_dir():
-        digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:6]
-        base = f"{folder.resolve().name}-{digest}"
-    else:
-        base = resolved.replace("/", "--")
-    slug = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-.")
-    if not slug:
-        raise SteerlabError(f"model name {name!r} has no letters or digits to name its cache folder; give a real name")
-    return slug
 
 
 def model_label(name: str | None) -> str:

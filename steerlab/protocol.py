@@ -23,6 +23,14 @@
 6. **Verdict** (`steerlab.effects.cell_effects`): effect with its paired 95% interval, the random band,
    per-label effects, the minimum detectable effect at 80% power, and the one-line verdict.
 
+**Many workers** (with ``out``): several processes may run `evaluate_vector` on one folder at once; the
+sweeps share their cells out through claims (`steerlab.sweeps`), and the typical norms are measured once.
+Without ``shard`` every worker waits for the others and returns the same result. ``shard=(I, N)`` splits
+the validation grid (the bulk of the work): a worker that finishes its share while other validation cells
+are missing raises `steerlab.claims.GridIncomplete`; the worker that finds the grid complete (the last)
+chooses the cell and computes the test cells, sharing them with any other worker that got there too
+(the test grid is not split: a split one would wait for shards that have already exited).
+
 Example:
     >>> val, test = ChoiceTask.from_pairs(lm, val_pairs), ChoiceTask.from_pairs(lm, test_pairs)   # doctest: +SKIP
     >>> res = evaluate_vector(lm, vec, val, test, out="runs/psychopathy")                          # doctest: +SKIP
@@ -45,7 +53,7 @@ from steerlab.errors import SteerlabError
 from steerlab.orientation import apply_orientation, orientation_evidence
 from steerlab.scale import DEFAULT_FRACTIONS
 from steerlab.sites import AFTER_INSTRUCTION, Positions, Site
-from steerlab.sweeps import NORM_PROMPTS, Runner, sweep
+from steerlab.sweeps import EditMaker, Runner, measure_scale, sweep
 from steerlab.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -148,6 +156,9 @@ def evaluate_vector(
     scale: Mapping[Site, float] | None = None,
     out: str | Path | None = None,
     runner: Runner | None = None,
+    shard: tuple[int, int] | None = None,
+    stale_after: float = 600.0,
+    edit: EditMaker | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
     """Orient on validation, choose site and strength on validation, and test with random-direction controls.
@@ -172,7 +183,12 @@ def evaluate_vector(
         scale: ``{site: typical norm}`` (default: measured on the first `steerlab.sweeps.NORM_PROMPTS`
             validation prompts).
         out: folder for the resumable sweeps (``out/val``, and ``out/test/<chosen site>``).
-        runner: passed to `steerlab.sweeps.sweep` (several workers on one folder).
+        runner: passed to `steerlab.sweeps.sweep` (replaces its loop over cells).
+        shard: ``(I, N)``: compute shard ``I`` of ``N`` of the validation grid (array jobs; needs ``out``);
+            see "Many workers" above.
+        stale_after: seconds without a heartbeat after which another worker's claim is taken over.
+        edit: passed to `steerlab.sweeps.sweep`: builds a cell's edits from the (oriented) direction and
+            coefficient, for non-additive edits such as clamping an SAE latent (default: add the vector).
         progress: show progress bars.
 
     Returns:
@@ -182,6 +198,9 @@ def evaluate_vector(
         ``steered`` (test means), ``effect``, ``effect_ci``, ``null_band``, ``per_label`` (absent without
         labels), ``mde``, ``n_val``, ``n_test``, ``controls``, ``control_scope``, ``selection``, ``verdict``
         (one line), ``verdict_label``; for MCQ also ``letter_distribution`` and ``chance``.
+
+    Raises:
+        GridIncomplete: with ``shard``, when this worker's validation cells are done but others are not yet.
     """
     _check(controls, control_scope, select)
     if sides not in SIDES:
@@ -195,17 +214,19 @@ def evaluate_vector(
     if not any(s > 0 for s in strengths):
         raise SteerlabError(f"the strengths {strengths} have no positive value to choose")
     vector = vector.select(sites) if sites is not None else vector
-    if unit == "fraction" and scale is None:
-        from steerlab.scale import typical_norm
-
-        scale = typical_norm(backend, val_task.norm_prompts()[:NORM_PROMPTS], vector.sites)
     folder = Path(out) if out is not None else None
+    if shard is not None and folder is None:
+        raise SteerlabError("shard= splits the validation grid among workers that share a folder: give out=")
+    if unit == "fraction" and scale is None:  # once per folder: every worker applies the same coefficients
+        scale = measure_scale(backend, val_task, vector.sites, folder / "val" if folder else None,
+                              stale_after=stale_after)  # fmt: skip
     grid = {"fractions": strengths} if unit == "fraction" else {"coeffs": strengths}
-    common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed)
+    common = dict(positions=positions, scale=scale, runner=runner, progress=progress, control_seed=control_seed,
+                  stale_after=stale_after, edit=edit)  # fmt: skip
     metric = val_task.metrics[0]
 
     val = sweep(backend, vector, val_task, controls=controls if control_scope == "all" else 0,
-                out=folder / "val" if folder else None, **grid, **common)  # fmt: skip
+                out=folder / "val" if folder else None, shard=shard, **grid, **common)  # fmt: skip
     evidence = orientation_evidence(val, metric, s_orient)
     oriented = apply_orientation(vector, evidence)
     flipped = {s for s, e in evidence.items() if e.flipped}

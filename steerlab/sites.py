@@ -323,12 +323,15 @@ class Batch:
 class Prefix:
     """Key/value cache of a prompt prefix, computed once (unedited) and reused by later calls.
 
-    ``activations`` holds the prefix's activations at the sites recorded when it was computed.
+    ``activations`` holds the prefix's activations at the sites recorded when it was computed. ``blocks`` is
+    how many decoder blocks it ran (None: all of them): a prefix computed to read early layers only
+    (``Backend.prefix(..., stop_at=site)``) caches keys and values of those blocks alone.
     """
 
     batch: Batch
     cache: Any
     activations: dict[Site, Tensor] = field(default_factory=dict)
+    blocks: int | None = None
 
     def join(self, suffix: Batch) -> Batch:
         """The full sequence (prefix then suffix) as one batch."""
@@ -398,8 +401,10 @@ def _describe(positions: Positions) -> str:
 @dataclass(frozen=True)
 class ForwardOutput:
     """What a backend's forward pass returns: logits, activations at the recorded sites, and (for a call
-    with edits) the token positions each edit touched."""
+    with edits) the token positions each edit touched. ``logits`` is None for a call that asked for none
+    (``logits=False``: the pass stopped after the deepest recorded site) and covers the last ``k`` positions
+    for ``logits=k``."""
 
-    logits: Float[Tensor, "batch pos vocab"]
+    logits: Float[Tensor, "batch pos vocab"] | None
     activations: dict[Site, Float[Tensor, "batch pos d_model"]] = field(default_factory=dict)
     edit_counts: EditCounts | None = None  # token positions each edit touched (see `EditCounts`)

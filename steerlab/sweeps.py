@@ -14,9 +14,17 @@
 - **Resume**: with ``out``, every finished cell is written to its own file (atomically) and a rerun with
   the same folder recomputes nothing. ``sweep.json`` records what the numbers depend on; a rerun with
   another model, task, positions, strength unit, scale, edit builder (by name) or vector is refused.
-  ``runner`` is the seam for several workers on one folder: ``runner(store, keys, compute, progress=...,
-  on_cell=...) -> {key: frame}`` with a ``store`` that has ``done(keys)`` and ``write(key, frame)``
-  (`run_serial` is the default).
+- **Many workers**: with ``out``, the folder is a `steerlab.claims.CellStore`: several processes (one
+  machine, or many sharing a filesystem) may call `sweep` on it at once, each claiming a cell before
+  computing it, so every cell (the unsteered one and the random directions included) is computed once; a
+  claim without a heartbeat for ``stale_after`` seconds is taken over. Without ``shard`` a worker waits for
+  the cells others hold and returns the whole grid, as a single process would. With ``shard=(I, N)`` (array
+  jobs) it computes the cells whose key hashes to ``I`` (and waits only for those); if other cells are still
+  missing it raises `steerlab.claims.GridIncomplete` (its share is saved), and the worker that finds the
+  grid complete returns it. The typical norms of a ``fractions`` sweep are measured once per folder
+  (`measure_scale`), so every worker applies the same coefficients. ``runner`` replaces the loop:
+  ``runner(store, keys, compute, progress=..., on_cell=...) -> {key: frame}`` with a ``store`` that has
+  ``done(keys)`` and ``write(key, frame)``.
 
 Output: a tidy DataFrame with `SWEEP_COLUMNS` (one row per example, cell and metric), plus ``label`` and
 ``text`` when the task gives them. `sweep_effect`, `layer_scores` and `choose_layer` read it;
@@ -31,11 +39,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import os
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -44,6 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerlab.backends.base import Backend
+from steerlab.claims import CellStore, GridIncomplete, run_cells, shard_of
 from steerlab.controls import random_like
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
@@ -53,8 +62,6 @@ from steerlab.vectors import SteeringVector, dataset_hash
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["method", "seed", "layer", "site", "coeff", "metric", "value", "example_id"]
-"""The columns every grid frame shares (older frames, e.g. `steerlab.sae.compare`, have only these)."""
 SWEEP_COLUMNS = ["method", "seed", "direction", "layer", "site", "fraction", "coeff", "metric", "value", "example_id"]
 """The columns of a `sweep` frame; ``fraction`` is NaN in a sweep of raw coefficients."""
 EXTRA_COLUMNS = ("label", "text")
@@ -91,26 +98,6 @@ class Cell:
         return f"{self.method}|{self.seed}|{self.direction}|{self.site}|{self.unit}={self.strength:g}"
 
 
-class FolderStore:
-    """Finished cells in ``folder/cells/<sha1(key)[:16]>.csv`` (with a ``cell`` column), written atomically.
-
-    The layout `steerlab.claims.CellStore` shares, so a folder can move to several workers.
-    """
-
-    def __init__(self, folder: str | Path):
-        self.cells = Path(folder) / "cells"
-        self.cells.mkdir(parents=True, exist_ok=True)
-
-    def path(self, key: str) -> Path:
-        return self.cells / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.csv"
-
-    def done(self, keys: Sequence[str]) -> dict[str, pd.DataFrame]:
-        return {k: pd.read_csv(self.path(k)).drop(columns="cell") for k in keys if self.path(k).is_file()}
-
-    def write(self, key: str, df: pd.DataFrame) -> None:
-        _write_atomic(df.assign(cell=key), self.path(key))
-
-
 class MemoryStore:
     """Cells kept in memory (a sweep without ``out``)."""
 
@@ -139,11 +126,38 @@ def run_serial(store, keys: Sequence[str], compute: Callable[[str], pd.DataFrame
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # a name of its own: workers may gather at once
+    try:
+        df.to_csv(tmp, index=False)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def measure_scale(backend: Backend, task: Task, sites: Sequence[Site], out: str | Path | None = None, *,
+                  stale_after: float = 600.0) -> dict[Site, float]:  # fmt: skip
+    """The typical token norm at each site on the task's first `NORM_PROMPTS` prompts (`steerlab.scale`).
+
+    With ``out`` (a sweep folder) the norms are measured once per folder, in a claimed cell keyed by the
+    model, the task and the sites: every worker on the folder then uses the same numbers (norms measured on
+    two GPUs, or with other thread counts, differ in their last digits, and so would the coefficients).
+    """
+    from steerlab.scale import typical_norm
+
+    sites = sorted({backend.site(x) for x in sites}, key=lambda x: x.order)
+    prompts = task.norm_prompts()[:NORM_PROMPTS]
+    if out is None:
+        return typical_norm(backend, prompts, sites)
+
+    def compute(_: str) -> pd.DataFrame:
+        norms = typical_norm(backend, prompts, sites)
+        return pd.DataFrame({"site": [str(x) for x in sites], "norm": [float(norms[x]) for x in sites]})
+
+    key = f"scale|{backend.name}|{task.fingerprint()}|{','.join(map(str, sites))}"
+    frame = run_cells(CellStore(out, stale_after=stale_after), [key], compute, progress=False)[key]
+    return {Site.parse(x): float(v) for x, v in zip(frame.site, frame.norm, strict=True)}
 
 
 def _normalise_vectors(vectors) -> dict[tuple[str, int], SteeringVector]:
@@ -191,9 +205,12 @@ def sweep(
     control_seed: int = 0,
     out: str | Path | None = None,
     runner: Runner | None = None,
+    shard: tuple[int, int] | None = None,
+    stale_after: float = 600.0,
     edit: EditMaker | None = None,
     progress: bool = True,
     on_cell: Callable[[str], None] | None = None,
+    group: int = 8,
 ) -> pd.DataFrame:
     """Evaluate ``task`` for every vector (method, seed) x direction x site x strength.
 
@@ -209,20 +226,37 @@ def sweep(
         controls_at: the strengths (in the grid's unit) at which the random directions run (default: every
             nonzero strength).
         control_seed: seed of the random directions.
-        out: a folder; each finished cell is saved there and a rerun resumes from what was saved.
-        runner: runs the cells (default `run_serial`); see the module docstring.
+        out: a folder; each finished cell is saved there and a rerun resumes from what was saved. Several
+            workers may share it (see the module docstring).
+        runner: runs the cells (default: `steerlab.claims.run_cells` with ``out``, `run_serial` without);
+            see the module docstring.
+        shard: ``(I, N)``: compute only the cells of shard ``I`` of ``N`` (array jobs; needs ``out``).
+        stale_after: seconds without a heartbeat after which another worker's claim on a cell is taken over
+            (make it much longer than a pause of a healthy worker).
         edit: builds a cell's edits, ``edit(site, direction, coeff, positions) -> list[Edit]`` (default: add
             ``coeff * direction``, `steerlab.interventions.add`), e.g. to clamp an SAE latent or to steer
             through another operation; strength 0 is the unsteered model and is never passed to it.
         on_cell: called with each computed cell's key (tests use it to count recomputation).
+        group: up to this many cells of one site (its strengths, then its directions) are evaluated together,
+            with the task's ``evaluate_many``: the blocks before the site run once for all of them (a shared
+            trunk; `steerlab.backends.base.Backend.forward_many`). Each cell is still stored on its own; 1
+            evaluates every cell alone.
+
+    Raises:
+        GridIncomplete: with ``shard``, when this worker's cells are done but others are not yet.
     """
     vecs = _normalise_vectors(vectors)
     strengths, unit = _strengths(coeffs, fractions)
+    if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+        raise SteerlabError(f"group must be a positive int (cells evaluated together; 1: one at a time), got {group!r}")
     if not isinstance(controls, int) or isinstance(controls, bool) or controls < 0:
         raise SteerlabError(f"controls must be an int >= 0 (random directions per cell), got {controls!r}")
     at = set(strengths) - {0.0} if controls_at is None else {float(s) for s in controls_at}
     if not at <= set(strengths):
         raise SteerlabError(f"controls_at {sorted(at - set(strengths))} are not among the strengths {strengths}")
+    if shard is not None and (out is None or runner is not None):
+        raise SteerlabError("shard= splits the cells of a sweep folder among workers: give out= (a folder all "
+                            "shards share) and no runner= (a runner shares the cells out itself)")  # fmt: skip
     if positions.needs_template:
         task.resolve_positions(positions)  # fails early if the task cannot place them (e.g. raw texts)
     chosen = None if sites is None else {backend.site(s) for s in sites}
@@ -234,12 +268,18 @@ def sweep(
         directions[(m, s, VECTOR)] = vec
         for i, rnd in enumerate(random_like(vec, controls, control_seed) if controls else []):
             directions[(m, s, f"random:{i}")] = rnd
+    folder = Path(out) if out is not None else None
+    edit_name = "add" if edit is None else getattr(edit, "__qualname__", type(edit).__name__)
+    meta = {"model": backend.name, "task": task.fingerprint(), "positions": repr(positions),
+            "unit": {"c": "coeff", "f": "fraction"}[unit], "edit": edit_name, "scale": None,
+            "vectors": {f"{m}|{s}|{d}": dataset_hash([v[site].tolist() for site in v.sites])
+                        for (m, s, d), v in directions.items()}}  # fmt: skip
+    if folder is not None:
+        _open_folder(folder, meta)  # a clash fails before anything slow
     if unit == "f":
         if scale is None:
-            from steerlab.scale import typical_norm
-
-            swept = sorted({x for v in every.values() for x in v}, key=lambda x: x.order)
-            scale = typical_norm(backend, task.norm_prompts()[:NORM_PROMPTS], swept)
+            scale = measure_scale(backend, task, [x for v in every.values() for x in v], folder,
+                                  stale_after=stale_after)  # fmt: skip
         scale = {backend.site(k): float(v) for k, v in scale.items()}
         missing = [str(x) for v in every.values() for x in v if x not in scale]
         if missing:
@@ -253,8 +293,11 @@ def sweep(
         if d == VECTOR or (strength in at and strength != 0.0)
     ]
     reuse = task.can_reuse_prefix and positions.in_tail
-    by_key = {c.key: c for c in sorted(cells, key=lambda c: c.strength == 0.0)}  # the unsteered cell last: it
-    # can then reuse the prefix the steered cells cached
+    # one site's cells next to each other (they share a trunk), the unsteered cell last: it can then reuse the
+    # prefix the steered cells cached
+    order = sorted(cells, key=lambda c: (c.strength == 0.0, c.site.order, c.method, c.seed, c.direction != VECTOR,
+                                         c.direction, c.strength))  # fmt: skip
+    by_key = {c.key: c for c in order}
 
     def coeff_of(c: Cell) -> float:
         if c.unit == "c" or c.strength == 0.0:
@@ -264,19 +307,30 @@ def sweep(
         vec = directions[(c.method, c.seed, c.direction)]
         return float(strength_from_fraction(c.strength, scale[c.site], vec[c.site]))
 
-    def compute(key: str) -> pd.DataFrame:
+    def edits_of(key: str) -> list:
         c = by_key[key]
-        if c.strength == 0.0:
-            return task.evaluate(reuse_prefix=reuse)
         vec = directions[(c.method, c.seed, c.direction)]
-        edits = (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
-        return task.evaluate(edits, reuse_prefix=reuse)
+        return (edit or _add)(c.site, vec[c.site], coeff_of(c), positions)
 
-    folder = Path(out) if out is not None else None
-    edit_name = "add" if edit is None else getattr(edit, "__qualname__", type(edit).__name__)
-    store = MemoryStore() if folder is None else _open_folder(folder, backend, task, positions, unit, scale,
-                                                              directions, edit_name)  # fmt: skip
-    done = (runner or run_serial)(store, list(by_key), compute, progress=progress, on_cell=on_cell)
+    keys = list(by_key)
+    if folder is None:
+        store = MemoryStore()
+    else:
+        if scale is not None:  # the norms join the folder's record (a given scale must match the folder's)
+            _open_folder(folder, {**meta, "scale": {str(k): scale[k] for k in sorted(scale, key=lambda x: x.order)}})
+        store = CellStore(folder, stale_after=stale_after)
+    mine = order if shard is None else [c for c in order if shard_of(c.key, shard[1]) == shard[0]]
+    compute = GroupedCompute(task, edits_of, _groups(mine, group), store, reuse)
+    if folder is None or runner is not None:
+        done = (runner or run_serial)(store, keys, compute, progress=progress, on_cell=on_cell)
+    else:
+        done = run_cells(store, keys, compute, shard=shard, progress=progress, on_cell=on_cell)
+    left = [k for k in keys if k not in done]
+    if left and (folder is None or runner is not None):
+        raise SteerlabError(f"the runner returned {len(keys) - len(left)} of {len(keys)} cells (missing e.g. "
+                            f"{left[0]!r}); a runner must return every cell of the keys it is given")  # fmt: skip
+    if left:
+        raise GridIncomplete(folder, shard, len(keys) - len(left), len(keys))
     frames = []
     for c in cells:
         fraction = c.strength if unit == "f" else math.nan
@@ -294,51 +348,101 @@ def sweep(
     return result
 
 
+def _groups(order: Sequence[Cell], size: int) -> dict[str, tuple[str, ...]]:
+    """Each steered cell's group: up to ``size`` consecutive cells of ``order`` at one site."""
+    groups: dict[str, tuple[str, ...]] = {}
+    run: list[str] = []
+    for i, c in enumerate(order):
+        if c.strength == 0.0:
+            continue
+        run.append(c.key)
+        nxt = order[i + 1] if i + 1 < len(order) else None
+        if len(run) == size or nxt is None or nxt.strength == 0.0 or nxt.site != c.site:
+            groups.update({k: tuple(run) for k in run})
+            run = []
+    return groups
+
+
+class GroupedCompute:
+    """A sweep's ``compute(key) -> frame`` for the runner: the first cell asked of a group evaluates the group's
+    cells not yet in ``store`` together (`Task.evaluate_many`, sharing the unedited trunk) and keeps the others'
+    frames until they are asked for. ``groups`` maps each steered key to its group, so a runner handing cells
+    to several workers can give a worker a whole group."""
+
+    def __init__(self, task: Task, edits_of: Callable[[str], list], groups: dict[str, tuple[str, ...]], store,
+                 reuse: bool):  # fmt: skip
+        self.task, self.edits_of, self.groups, self.store, self.reuse = task, edits_of, groups, store, reuse
+        self.ready: dict[str, pd.DataFrame] = {}
+
+    def __call__(self, key: str) -> pd.DataFrame:
+        if key in self.ready:
+            return self.ready.pop(key)
+        if key not in self.groups:  # the unsteered cell
+            return self.task.evaluate(reuse_prefix=self.reuse)
+        siblings = [k for k in self.groups[key] if k != key]
+        have = self.store.done(siblings)  # cells another run (or worker) already stored
+        held = getattr(self.store, "claim_path", None)  # cells another worker is computing now
+        keys = [key, *(k for k in siblings if k not in have and not (held and held(k).exists()))]
+        many = getattr(self.task, "evaluate_many", None)
+        sets = [self.edits_of(k) for k in keys]
+        if many is None or len(keys) == 1:
+            frames = [self.task.evaluate(e, reuse_prefix=self.reuse) for e in sets[:1]]
+        else:
+            frames = many(sets, reuse_prefix=self.reuse)
+        self.ready.update(zip(keys[1:], frames[1:], strict=False))
+        return frames[0]
+
+
 def _label_text(value) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else str(int(value)) if value.is_integer() else str(value)
     return str(value)
 
 
-def _open_folder(folder: Path, backend: Backend, task: Task, positions: Positions, unit: str, scale, directions,
-                 edit: str):  # fmt: skip
-    """Create or resume a sweep folder; refuses to mix results of different sweeps."""
-    store = FolderStore(folder)
-    meta = {
-        "format": FORMAT,
-        "model": backend.name,
-        "task": task.fingerprint(),
-        "positions": repr(positions),
-        "unit": {"c": "coeff", "f": "fraction"}[unit],
-        "edit": edit,
-        "scale": None if scale is None else {str(k): v for k, v in sorted(scale.items(), key=lambda x: x[0].order)},
-        "vectors": {f"{m}|{s}|{d}": dataset_hash([v[site].tolist() for site in v.sites])
-                    for (m, s, d), v in directions.items()},
-    }  # fmt: skip
-    meta_path = folder / "sweep.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old.get("format") != FORMAT:
-            raise SteerlabError(f"{folder} holds a sweep written by an older steerlab (another cell layout); "
-                                "use another output folder or delete it")  # fmt: skip
-        old.setdefault("edit", "add")  # folders written before the edit builder was recorded
-        clash = [k for k in ("model", "task", "positions", "unit", "edit") if old.get(k) != meta[k]]
-        if old.get("scale") and meta["scale"]:
-            shared = set(old["scale"]) & set(meta["scale"])
-            clash += ["scale"] if any(not math.isclose(old["scale"][k], meta["scale"][k], rel_tol=1e-6)
-                                      for k in shared) else []  # fmt: skip
-        clash += [
-            f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h
-        ]
-        if clash:
-            raise SteerlabError(
-                f"{folder} holds a sweep with a different {', '.join(clash)}; use another output folder or delete it"
-            )
-        meta["vectors"] = {**old.get("vectors", {}), **meta["vectors"]}
-        if old.get("scale"):
-            meta["scale"] = {**old["scale"], **(meta["scale"] or {})}
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return store
+def _open_folder(folder: Path, meta: dict) -> None:
+    """Record what a sweep folder's numbers depend on (``sweep.json``), or refuse a folder of another sweep.
+
+    The first worker creates the file atomically (written aside, then hard-linked into place, which fails if
+    another worker got there first); later ones check it and add what it lacks (new vectors, sites' norms).
+    """
+    meta = {"format": FORMAT, **meta}
+    path = folder / "sweep.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".sweep.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    try:
+        os.link(tmp, path)  # exclusive and atomic: a reader never sees a half-written file
+        return
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: first come, first written
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+    finally:
+        tmp.unlink(missing_ok=True)
+    old = json.loads(path.read_text())
+    if old.get("format") != FORMAT:
+        raise SteerlabError(f"{folder} holds a sweep written by an older steerlab (another cell layout); "
+                            "use another output folder or delete it")  # fmt: skip
+    old.setdefault("edit", "add")  # folders written before the edit builder was recorded
+    clash = [k for k in ("model", "task", "positions", "unit", "edit") if old.get(k) != meta[k]]
+    if old.get("scale") and meta["scale"]:
+        shared = set(old["scale"]) & set(meta["scale"])
+        clash += ["scale"] if any(not math.isclose(old["scale"][k], meta["scale"][k], rel_tol=1e-6)
+                                  for k in shared) else []  # fmt: skip
+    clash += [
+        f"vector {k}" for k, h in meta["vectors"].items() if k in old.get("vectors", {}) and old["vectors"][k] != h
+    ]
+    if clash:
+        raise SteerlabError(
+            f"{folder} holds a sweep with a different {', '.join(clash)}; use another output folder or delete it"
+        )
+    merged = {**old, "vectors": {**old.get("vectors", {}), **meta["vectors"]},
+              "scale": {**(old.get("scale") or {}), **(meta["scale"] or {})} or None}  # fmt: skip
+    if merged != old:
+        tmp.write_text(json.dumps(merged, indent=2))
+        os.replace(tmp, path)
 
 
 def layer_scores(pos: Mapping[Site, torch.Tensor], neg: Mapping[Site, torch.Tensor]) -> pd.DataFrame:

@@ -220,6 +220,37 @@ def test_sweep_end_to_end(tmp_path, tiny_folder, fmt, make, labels):
     assert again.exit_code == 0 and json.loads((out / "summary.json").read_text())["effect"] == summary["effect"]
 
 
+def _same_run(a: Path, b: Path) -> None:
+    """Two sweep folders with the same summary (but its timings and folder) and the same rows."""
+    sa, sb = (json.loads((f / "summary.json").read_text()) for f in (a, b))
+    assert {k: v for k, v in sa.items() if k not in ("seconds", "out")} == {
+        k: v for k, v in sb.items() if k not in ("seconds", "out")
+    }
+    pd.testing.assert_frame_equal(pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv"), atol=1e-6)
+
+
+def test_sweep_shards_and_workers_give_the_single_process_run(tmp_path, tiny_folder):
+    data = persona_file(tmp_path)
+    single, shared, local = tmp_path / "single", tmp_path / "shared", tmp_path / "local"
+    assert invoke(*sweep_args(data, "persona", single, tiny_folder)).exit_code == 0
+
+    first = invoke(*sweep_args(data, "persona", shared, tiny_folder, "--shard", "0/2", "--stale-after", "30"))
+    assert first.exit_code == 0, first.output
+    assert "shard 0/2 finished its cells" in first.output and "no outputs from this job" in first.output
+    assert not (shared / "summary.json").exists() and list((shared / "train").glob("vector-*.safetensors"))
+    last = invoke(*sweep_args(data, "persona", shared, tiny_folder, "--shard", "1/2"))
+    assert last.exit_code == 0 and "verdict:" in last.output, last.output  # the last shard gathers
+    _same_run(single, shared)
+
+    both = invoke(*sweep_args(data, "persona", local, tiny_folder, "--workers", "2"))
+    assert both.exit_code == 0 and "helper workers failed" not in both.output, both.output
+    _same_run(single, local)
+    assert not list((local / "val" / "claims").iterdir())
+
+    bad = invoke(*sweep_args(data, "persona", tmp_path / "bad", tiny_folder, "--shard", "2/2"))
+    assert bad.exit_code == 2 and "0 <= I < N" in bad.output
+
+
 def test_sweep_mcq_reports_letters_and_chance(tmp_path, tiny_folder):
     out = tmp_path / "run"
     result = invoke(*sweep_args(mcq_file(tmp_path), "mcq", out, tiny_folder, "--method", "probe", "--n-test", 3))

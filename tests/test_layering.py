@@ -10,8 +10,9 @@ Layers, bottom to top:
 | layer | modules                          | why there                                                        |
 |-------|----------------------------------|------------------------------------------------------------------|
 | 0     | errors, sites, stats, caching,   | no steerlab dependency: the error type, the values every module  |
-|       | claims                           | passes (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`), tests   |
-|       |                                  | and intervals, the notebook cache, shared sweep-folder claims    |
+|       | claims, memory                   | passes (`Site`, `Positions`, `Edit`, `Batch`, `Prefix`), tests   |
+|       |                                  | and intervals, the notebook cache, shared sweep-folder claims,   |
+|       |                                  | memory settings and the out-of-memory backoff                    |
 | 1     | data                             | records and datasets                                             |
 | 2     | prompts, positions               | renders records into model inputs; `mcq_pairs` builds            |
 |       |                                  | `ContrastPair`s, so it sits right above data (data renders none);|
@@ -57,7 +58,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "steerlab"
 
 LAYERS: list[tuple[str, ...]] = [
     ("steerlab.errors", "steerlab.sites", "steerlab.stats", "steerlab.caching", "steerlab.power", "steerlab.verdicts",
-     "steerlab.claims"),
+     "steerlab.claims", "steerlab.memory"),
     ("steerlab.data",),
     ("steerlab.prompts", "steerlab.positions"),
     ("steerlab.activations", "steerlab.scale"),

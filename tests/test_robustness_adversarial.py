@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.robustness.adversarial import (
     attack_loss,
@@ -123,3 +124,25 @@ def test_gcg_gradient_is_taken_on_the_embeddings_device():
     target = AttackTarget(before=[1, 2], after=[3], pos_id=4, neg_id=5)
     grad = _gradient(MetaModel(), target, torch.tensor([6, 7]), [], embed)
     assert (grad.shape, grad.device.type) == ((2, 10), "meta")
+
+
+def test_adversarial_text_goes_where_the_search_put_its_tokens(tiny):
+    from steerlab.data import ContrastPair
+    from steerlab.prompts import choice_setup
+    from steerlab.robustness.adversarial import with_adversarial_text
+    from steerlab.tasks import ChoiceTask
+
+    pair = ContrastPair("Is the sky green?", "Yes", "No", {"behaviour": "x"})
+    text = "zq"  # (the tiny character tokenizer's decode spaces characters out: use the text itself)
+    adv = torch.tensor([tiny.tokenizer(text, add_special_tokens=False)["input_ids"]])
+    for where in ("suffix", "prefix"):
+        t = attack_target(tiny, pair, where=where)
+        moved = with_adversarial_text(pair, text, where=where, example_id="7:gcg")
+        assert moved.meta["id"] == "7:gcg" and moved.meta["adversarial"] == text
+        prompt, _ = choice_setup(tiny, moved.prompt, [moved.positive, moved.negative])
+        assert tiny.tokenize(prompt).input_ids[0].tolist() == t.ids(adv)[0].tolist()  # char tokenizer: exact
+        task = ChoiceTask.from_pairs(tiny, [moved])
+        p = task.evaluate().query("metric == 'p_behaviour'").value.iloc[0]
+        assert p == pytest.approx(float(attack_loss(tiny, t, adv)[1][0]), abs=1e-5)
+    with pytest.raises(SteerlabError, match="prefix"):
+        with_adversarial_text(pair, "x", where="middle")

@@ -1,13 +1,16 @@
-"""OOD helper: the probe equals sklearn on the same features; completion features read the right tokens."""
-
-from types import SimpleNamespace
+"""OOD helpers: the probe equals sklearn on the same features; completion features read the right tokens; the
+probe scorer reads generations with the unsteered model."""
 
 import numpy as np
 import pytest
 import torch
 
-from steerlab.robustness.ood import BehaviourProbe, completion_features, id_ood_effects, ood_evaluation
-from steerlab.sites import Site
+from steerlab.errors import SteerlabError
+from steerlab.provenance import Provenance
+from steerlab.robustness.ood import BehaviourProbe, completion_features, ood_task
+from steerlab.sites import ALL, Site
+from steerlab.sweeps import sweep
+from steerlab.vectors import SteeringVector
 
 
 def test_probe_scores_equal_sklearn():
@@ -55,28 +58,38 @@ def test_completion_features_are_the_mean_over_completion_tokens(tiny):
     assert torch.allclose(feats[0], acts[-n:].mean(0), atol=1e-5)
 
 
-def test_ood_evaluation_is_tidy_and_zero_strength_is_unsteered(tiny):
-    pairs = [SimpleNamespace(prompt="Is it?", positive="Yes", negative="No", meta={"id": i}) for i in range(2)]
+def test_probe_scorer_reads_each_generation_with_the_unsteered_model(tiny):
     g = torch.Generator().manual_seed(0)
     probe = BehaviourProbe.fit(
         torch.randn(6, tiny.d_model, generator=g) + 1, torch.randn(6, tiny.d_model, generator=g), Site(1)
     )
-    vec = {Site(0): torch.randn(tiny.d_model, generator=g)}
-    df = ood_evaluation(tiny, vec, [-1.0, 0.0, 1.0], pairs, {"open": ["Say something.", "Why?"]}, probe,
-                        max_new_tokens=4, progress=False)  # fmt: skip
-    assert set(df.form) == {"id", "open"}
-    assert set(df[df.form == "open"].metric) == {"probe_p", "probe_logit"}
-    gens = df[(df.form == "open") & (df.coeff == 0.0) & (df.metric == "probe_p")]
-    feats = completion_features(tiny, [tiny.chat(p) for p in gens.prompt], gens.completion.tolist(), Site(1))
-    assert gens.value.to_numpy() == pytest.approx(probe.score(feats), abs=1e-6)
-    eff = id_ood_effects(df)
-    assert list(eff.form) == ["id", "open"] and eff.n.tolist() == [2, 2]
-    assert list(eff.metric) == ["p_behaviour", "probe_logit"]
-    w = df[(df.form == "open") & (df.metric == "probe_logit")].pivot_table(index="example_id", columns="coeff",
-                                                                            values="value")  # fmt: skip
-    diff = (w[1.0] - w[-1.0]).to_numpy()
-    assert eff.effect.iloc[1] == pytest.approx(diff.mean())
-    assert eff.dz.iloc[1] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    prompts = ["Say something.", "Why?"]
+    task = ood_task(tiny, prompts, probe, max_new_tokens=4, example_ids=["a", "b"])
+    prov = Provenance(model=tiny.name, d_model=tiny.d_model, method="caa")
+    vec = SteeringVector({Site(0): torch.randn(tiny.d_model, generator=g)}, prov)
+    df = sweep(tiny, vec, task, coeffs=[0.0, 3.0], positions=ALL, progress=False)
+    assert set(df.metric) == {"probe_logit"} and set(df.example_id) == {"a", "b"}
+    for _, d in df.groupby("coeff"):
+        feats = completion_features(tiny, [tiny.chat(p) for p in prompts], d.text.tolist(), Site(1))
+        assert d.value.to_numpy() == pytest.approx(probe.logit(feats), abs=1e-6)  # no edit while scoring
+    with pytest.raises(SteerlabError, match="2 prompts"):
+        task.scorer(["only one"])
+
+
+def test_cross_validated_probe_accuracy_splits_pairs():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(40, 8, generator=g) * 5
+    base[:, 0] = 0.0
+    signal = torch.zeros(8)
+    signal[0] = 1.0
+    # a pair's two rows share a large prompt term off dimension 0; dimension 0 separates them: accuracy 1
+    assert BehaviourProbe.cross_validated(base + signal, base - signal, Site(0), C=10.0) == 1.0
+    # no signal: the held-out pairs are at chance (a probe that saw a pair's rows could not do better either)
+    noise = BehaviourProbe.cross_validated(base + torch.randn(40, 8, generator=g) * 0.01,
+                                           base + torch.randn(40, 8, generator=g) * 0.01, Site(0))  # fmt: skip
+    assert 0.25 < noise < 0.75
+    with pytest.raises(SteerlabError, match="folds"):
+        BehaviourProbe.cross_validated(base[:3], base[:3], Site(0))
 
 
 def test_rewrites():

@@ -1,4 +1,5 @@
-"""SAAS (steerlab.methods.saas, steerlab.pipelines.saas): exact oracles on constructed data."""
+"""SAAS (steerlab.methods.saas, steerlab.pipelines.saas, saas_compare): exact oracles on constructed data and a
+full comparison on the tiny model (orientation, choice, shared random band, resume after a kill)."""
 
 import math
 
@@ -7,10 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from steerlab.data import ContrastPair
+from steerlab.activations import PairActivations
+from steerlab.data import ContrastPair, DataError
 from steerlab.errors import SteerlabError
 from steerlab.methods import saas as S
 from steerlab.pipelines import saas as P
+from steerlab.pipelines import saas_compare as C
+from steerlab.sites import Site
+from steerlab.tasks import ChoiceTask
 
 
 def _clusters(n=40, d=6, seed=0):
@@ -123,99 +128,195 @@ def test_bad_input_raises():
 # ---------------------------------------------------------------------------------------- pipeline
 
 
-def test_split_indices_ratios_disjoint_and_seeded():
-    splits = P.split_indices(100, 5, (7, 2, 1), seed=0)
-    assert len(splits) == 5
-    for train, val, test in splits:
-        assert (len(train), len(val), len(test)) == (70, 20, 10)
-        assert len(set(train) | set(val) | set(test)) == 100
-    assert not np.array_equal(splits[0][2], splits[1][2])
-    assert all(np.array_equal(a, b) for a, b in zip(P.split_indices(100, 1)[0], splits[0], strict=True))
+def _persona(n=40):
+    words = [f"w{i}" for i in range(n)]
+    return [ContrastPair(f"Is {w} nice?", "Yes", "No") if i % 2 else ContrastPair(f"Is {w} bad?", "No", "Yes")
+            for i, w in enumerate(words)]  # fmt: skip
 
 
-def _prepared(n=30, d=6):
+def test_split_pairs_balanced_disjoint_and_seeded():
+    pairs = _persona(60) + [ContrastPair(f"extra {i}?", "Yes", "No") for i in range(20)]  # 50 Yes, 30 No
+    train, val, test = P.split_pairs(pairs, 20, 10, 30)
+    for part, n in ((train, 20), (val, 10), (test, 30)):
+        labels = [p.positive for p in part]
+        assert len(part) == n and labels.count("Yes") == labels.count("No")  # exactly balanced
+        assert all(labels[k] != labels[k + 1] for k in range(n - 1))  # every prefix is balanced too
+    prompts = [p.prompt for part in (train, val, test) for p in part]
+    assert len(set(prompts)) == 60  # disjoint
+    assert P.split_pairs(pairs, 20, 10, 30) == (train, val, test)
+    assert P.split_pairs(pairs, 20, 10, 30, seed=1).test != test
+    with pytest.raises(DataError, match="smaller parts"):
+        P.split_pairs(pairs, 40, 10, 20)  # 35 "No" answers needed, 30 exist
+    with pytest.raises(SteerlabError, match="ints >= 2"):
+        P.split_pairs(pairs, 20, 0, 30)
+
+
+def _train_data(n=30, d=6):
     pos, neg = _clusters(n, d)
-    site = P.Site(3)
-    acts = P.PairActivations({site: pos.float()}, {site: neg.float()}, "completion_last")
-    pairs = [ContrastPair(f"q{i}", "Yes", "No") for i in range(n)]
+    site = Site(3)
+    acts = PairActivations({site: pos.float()}, {site: neg.float()}, "completion_last")
+    pairs = [ContrastPair(f"q{i}", "Yes" if i % 2 else "No", "No" if i % 2 else "Yes") for i in range(n)]
     ld = np.linspace(-1, 1, n)
-    return P.Prepared("toy", pairs, acts, ld, 1 / (1 + np.exp(-ld))), pos, neg
+    return P.TrainData(pairs, acts, ld, 1 / (1 + np.exp(-ld))), pos, neg
 
 
-def test_split_directions_oracles():
-    prep, pos, neg = _prepared()
-    cfg = P.SaasConfig(layers=(3,), taus=(1.0,), baselines=("caa", "logit_diff", "conf"), fraction=0.5)
-    train = np.arange(30)
-    variants = [
-        P.SaasVariant("uniform", None),
-        P.SaasVariant("flat", np.ones((30, 2)), np.array([1.0, 2.0]), eligibility=False),
-    ]
-    dirs, reports, weights = P.split_directions(None, prep, train, cfg, variants)
-    norm = float(torch.cat([pos, neg]).norm(dim=-1).mean())
+def test_build_vectors_oracles():
+    data, pos, neg = _train_data()
+    cfg = P.SaasConfig(layers=(3,), taus=(0.5, 2.0), baselines=("caa", "logit_diff", "conf"))
+    variants = [P.SaasVariant("uniform", None), P.SaasVariant("flat", np.ones((30, 2)), np.array([1.0, 2.0]),
+                                                                eligibility=False)]  # fmt: skip
+    built = P.build_vectors(None, data, cfg, variants)
     local = (pos - neg).double()
-    elig = reports[("uniform", 3)].eligible.to_numpy().copy()
-
-    def scaled(v):
-        return (v / v.norm() * 0.5 * norm).float()
-
-    torch.testing.assert_close(dirs[P.Cell("caa", 3)], scaled(local.mean(0)))
-    torch.testing.assert_close(dirs[P.Cell("uniform", 3, math.inf)], scaled(local[elig].mean(0)))
-    torch.testing.assert_close(dirs[P.Cell("flat", 3, 1.0)], scaled(local.mean(0)))  # equal scores, no eligibility
-    assert weights[P.Cell("uniform", 3, math.inf)].sum() == pytest.approx(1.0)
-    assert set(dirs) == {P.Cell("caa", 3), P.Cell("logit_diff", 3, 1.0), P.Cell("conf", 3),
-                         P.Cell("uniform", 3, math.inf), P.Cell("flat", 3, 1.0)}  # fmt: skip
-    assert all(float(v.norm()) == pytest.approx(0.5 * norm, rel=1e-5) for v in dirs.values())
-
-
-def test_cell_reads_nan_tau_and_numpy_layer_as_row_values_do():
-    row = pd.DataFrame({"method": ["caa", "saas"], "layer": [12, 16], "tau": [math.nan, 0.5]})
-    caa, saas = (P.Cell(r.method, r.layer, r.tau) for r in row.itertuples())
-    assert caa == P.Cell("caa", 12) and caa.tau is None and math.isnan(caa.row_tau)
-    assert saas == P.Cell("saas", 16, 0.5) and type(saas.layer) is int and saas.site == P.Site(16)
-    assert {caa: 1}[P.Cell("caa", np.int64(12), float("nan"))] == 1  # hashes equal, so dict lookups work
-    assert P.Cell("uniform", 3, math.inf).row_tau == math.inf
+    elig = built.eligibility.eligible.to_numpy()
+    vec = {name: v[Site(3)].double() for name, v in built.vectors.items()}
+    assert sorted(vec) == ["caa", "conf", "flat@0.5", "flat@2", "logit_diff@1", "uniform@inf"]
+    torch.testing.assert_close(vec["caa"], local.mean(0), atol=1e-6, rtol=1e-6)  # raw: no rescaling
+    torch.testing.assert_close(vec["uniform@inf"], local[torch.from_numpy(elig.copy())].mean(0), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(vec["flat@2"], local.mean(0), atol=1e-6, rtol=1e-6)  # equal scores, no eligibility
+    ld = torch.tensor(data.logit_diff)
+    w = torch.softmax(ld / ld.std(unbiased=False), 0)
+    torch.testing.assert_close(vec["logit_diff@1"], (w[:, None] * local).sum(0), atol=1e-6, rtol=1e-6)
+    p = torch.tensor(data.p_behaviour)
+    torch.testing.assert_close(vec["conf"], (p[:, None] * local).sum(0) / p.sum(), atol=1e-6, rtol=1e-6)
+    assert elig.tolist() == [True] * 27 + [False] * 3  # the planted misfits
+    assert list(built.eligibility.label[:2]) == ["No", "Yes"]
+    sums = built.weights.groupby("name").weight.sum()
+    assert np.allclose(sums, 1.0) and set(sums.index) == {"conf", "flat@0.5", "flat@2", "logit_diff@1", "uniform@inf"}
+    assert built.vectors["flat@2"].provenance.extra["tau"] == 2.0 and P.family("flat@2") == "flat"
 
 
-def test_test_table_and_effects_from_rows():
-    rows = pd.DataFrame(
-        [
-            {"behaviour": "b", "split": 0, "method": "base", "layer": -1, "tau": math.nan, "coeff": 0.0,
-             "stage": "test", "example_id": i, "p_behaviour": 0.5, "chosen": True}
-            for i in range(2)
-        ]
-        + [
-            {"behaviour": "b", "split": 0, "method": "saas", "layer": 3, "tau": 1.0, "coeff": c, "stage": "test",
-             "example_id": i, "p_behaviour": 0.5 + 0.1 * c * (i + 1), "chosen": True}
-            for i in range(2) for c in (-1.0, 1.0)
-        ]
-    )  # fmt: skip
-    t = P.test_table(rows).set_index("method")
-    assert t.loc["base", "p_plus"] == 0.5
-    assert t.loc["saas", "effect"] == pytest.approx(0.3)
-    assert P.effects(rows).effect.tolist() == pytest.approx([0.3])
+def test_build_vectors_bad_input():
+    data, _, _ = _train_data()
+    with pytest.raises(SteerlabError, match="not among the prepared layers"):
+        P.build_vectors(None, data, P.SaasConfig(layers=(5,), baselines=("caa",)))
+    with pytest.raises(SteerlabError, match="logits=True"):
+        P.build_vectors(None, P.TrainData(data.pairs, data.acts), P.SaasConfig(layers=(3,), baselines=("conf",)))
+    with pytest.raises(SteerlabError, match="unknown baselines"):
+        P.SaasConfig(baselines=("bipo",))
 
 
-def test_run_split_on_tiny_model(tiny_folder):
+CFG = P.SaasConfig(layers=(0, 1), taus=(1.0,), controls=3, batch_size=8, fraction=0.5)
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_folder, tmp_path_factory):
+    """A full comparison on the tiny model: vectors on 16 pairs, 8 validation and 10 test items."""
     from steerlab.testing import tiny_backend
 
     lm = tiny_backend("nnsight", tiny_folder)
-    pairs = [ContrastPair(f"Is {w} nice?", "Yes", "No") if i % 2 else ContrastPair(f"Is {w} bad?", "No", "Yes")
-             for i, w in enumerate("abcdefghijklmnopqrst")]  # fmt: skip
-    cfg = P.SaasConfig(layers=(0, 1), taus=(1.0,), n_splits=1, baselines=("caa", "conf"), batch_size=8)
-    prep = P.prepare(lm, "toy", pairs, cfg.layers, batch_size=8)
-    assert prep.acts.pos[P.Site(1)].shape == (20, lm.d_model)
-    assert np.all((prep.p_behaviour > 0) & (prep.p_behaviour < 1))
-    variants = [P.SaasVariant("saas", np.random.default_rng(0).uniform(0, 10, (20, 3)), np.array([1.0, 5.0, 9.0]))]
-    idx = P.split_indices(20, 1, (7, 2, 1))[0]
-    rows, elig, dirs, weights = P.run_split(lm, prep, 0, idx, cfg, variants)
-    for c in P.chosen_cells(rows).itertuples():  # every chosen row names a direction
-        assert dirs[P.Cell(c.method, c.layer, c.tau)].shape == (lm.d_model,)
-    val = rows[rows.stage == "val"]
-    assert set(val.method) == {"base", "caa", "conf", "saas"}
-    assert len(val[val.method == "caa"]) == 2 * 2 * len(idx[1])  # 2 layers x 2 strengths x items
-    table = P.test_table(rows)
-    assert set(table.method) == {"base", "caa", "conf", "saas"}
-    assert set(elig.layer) == {0, 1}
+    train, val, test = P.split_pairs(_persona(), 16, 8, 10)
+    data = P.prepare(lm, train, CFG.layers, batch_size=8)
+    scores = np.random.default_rng(0).uniform(0, 10, (16, 3))
+    built = P.build_vectors(lm, data, CFG, [P.SaasVariant("saas", scores, np.array([1.0, 5.0, 9.0]))])
+    tasks = ChoiceTask.from_pairs(lm, val, batch_size=8), ChoiceTask.from_pairs(lm, test, batch_size=8)
+    out = tmp_path_factory.mktemp("cmp")
+    computed: list[str] = []
+    res = C.compare(lm, built.vectors, *tasks, CFG, out=out, progress=False, on_cell=computed.append)
+    return lm, built, tasks, out, res, computed
+
+
+def test_compare_orients_chooses_and_tests_with_a_shared_band(toy):
+    lm, built, tasks, out, res, computed = toy
+    assert len(res.choice) == 6 and set(res.choice.group) == set(res.effects.group)  # one cell per method
+    for name, vec in built.vectors.items():  # the oriented vector is the raw one, negated where flipped
+        for r in res.orientation[res.orientation.method == name].itertuples():
+            sign = -1.0 if r.flipped else 1.0
+            torch.testing.assert_close(res.vectors[name][Site.parse(r.site)], sign * vec[Site.parse(r.site)])
+    # in the oriented (mirrored) validation rows, +f beats -f by exactly the raw vector's |m(+f) - m(-f)|
+    raw = res.val[(res.val.direction == "vector") & (res.val.metric == res.metric)]
+    means = raw.groupby(["method", "layer", "fraction"]).value.mean()
+    for r in res.orientation.itertuples():
+        layer = Site.parse(r.site).layer
+        assert means[(r.method, layer, 0.5)] - means[(r.method, layer, -0.5)] == pytest.approx(abs(r.effect))
+    assert set(raw.fraction.unique()) == {-0.5, 0.0, 0.5}
+    eff = res.effects
+    assert (eff.fraction == 0.5).all() and (eff.k_controls == 3).all() and eff.null_lo.notna().all()
+    band = res.test[res.test.direction.str.startswith("random")]
+    same_site = res.choice.groupby(["layer"]).method.apply(list)
+    for methods in same_site:  # every method at a site sees the same random rows
+        values = [band[band.method == m].sort_values(["direction", "example_id"]).value.to_numpy() for m in methods]
+        assert all(np.array_equal(values[0], v) for v in values)
+    n_sites = res.choice.layer.nunique()
+    assert len(computed) == 6 * 2 * 2 + 2 + 6 + 3 * n_sites  # val (+-f x 2 layers), 2 zeros, chosen cells, band
+    assert set(res.labels.label) == {"Yes", "No"} and (res.labels.n == 5).all()
+
+
+def test_compare_resumes_without_recomputing(toy, tmp_path):
+    lm, built, tasks, out, res, computed = toy
+    again: list[str] = []
+    res2 = C.compare(lm, built.vectors, *tasks, CFG, out=out, progress=False, on_cell=again.append)
+    assert again == []
+    pd.testing.assert_frame_equal(res2.effects, res.effects)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after(k):
+        seen = []
+
+        def on_cell(key):
+            seen.append(key)
+            if len(seen) == k:
+                raise Killed(key)
+
+        return on_cell
+
+    with pytest.raises(Killed):
+        C.compare(lm, built.vectors, *tasks, CFG, out=tmp_path, progress=False, on_cell=kill_after(10))
+    rest: list[str] = []
+    res3 = C.compare(lm, built.vectors, *tasks, CFG, out=tmp_path, progress=False, on_cell=rest.append)
+    assert len(rest) == len(computed) - 10  # the killed run's 10 cells are not recomputed
+    pd.testing.assert_frame_equal(res3.effects, res.effects)
+
+
+def test_compare_adds_methods_to_a_folder_reusing_zero_and_band(toy):
+    lm, built, tasks, out, res, computed = toy
+    chosen = res.choice.set_index("group").loc["saas"]
+    site = Site(int(chosen.layer))
+    extra = {"caa_copy": built.vectors["caa"]}
+    more: list[str] = []
+    res2 = C.compare(lm, extra, *tasks, CFG, out=out, sites=[site], progress=False, on_cell=more.append)
+    # new: the copy's +-f on validation and its test cell; the zero cells and (same site) band are reused
+    assert len(more) == 3 and set(res2.choice.layer) == {site.layer}
+
+
+def test_compare_dose_response_bands_both_signs(toy, tmp_path):
+    lm, built, tasks, out, res, computed = toy
+    vecs = {k: built.vectors[k] for k in ("caa", "saas@1")}
+    r = C.compare(lm, vecs, *tasks, CFG, out=tmp_path, shared_site=True, test_fractions=[-0.5, -0.1, 0.1, 0.5],
+                  band_fractions=[0.5], progress=False)  # fmt: skip
+    assert r.choice.layer.nunique() == 1
+    e = r.effects.set_index(["method", "fraction"])
+    assert sorted(r.effects.fraction.unique()) == [-0.5, -0.1, 0.1, 0.5]
+    assert e.loc[("caa", 0.5), "null_lo"] == e.loc[("caa", -0.5), "null_lo"]  # the negated directions at -f
+    assert np.isnan(e.loc[("caa", 0.1), "null_lo"]) and e.loc[("caa", 0.1), "k_controls"] == 0
+
+
+def test_method_tests_paired_deltas_and_holm(toy):
+    lm, built, tasks, out, res, computed = toy
+    t = C.method_tests({"toy": res}, "saas", ["caa", "conf", "absent"], reference=0.02)
+    assert list(t.against) == ["caa", "conf"] and (t.n == 10).all()
+    rows = res.test[(res.test.direction == "vector") & (res.test.fraction == 0.5) & (res.test.metric == res.metric)]
+    for r in t.itertuples():
+        want = rows[rows.method == res.choice.set_index("group").loc["saas", "method"]].set_index("example_id").value
+        other = rows[rows.method == res.choice.set_index("group").loc[r.against, "method"]].set_index("example_id")
+        assert r.delta == pytest.approx(float((want - other.value).mean()))
+    assert (t.p_holm >= t.p).all() and t.p_holm.max() <= 1.0
+    pooled = C.method_tests({"a": res, "b": res}, "saas", ["caa"], reference=0.02, pooled=True)
+    assert pooled.n.iloc[0] == 20 and pooled.behaviour.iloc[0] == "pooled"
+    with pytest.raises(SteerlabError, match="was not tested"):
+        C.method_tests({"toy": res}, "bipo", ["caa"], reference=0.02)
+
+
+@pytest.mark.parametrize("args, want", [
+    ((0.03, 0.01, 0.05, 0.01, 0.02, 0.02, 100), "reproduced"),
+    ((-0.03, -0.05, -0.01, 0.01, 0.02, 0.02, 100), "not reproduced"),  # significantly the opposite
+    ((0.005, -0.01, 0.02, 0.4, 0.015, 0.02, 100), "not reproduced"),  # a null with power
+    ((0.005, -0.01, 0.02, 0.4, 0.05, 0.02, 100), "underpowered"),
+    ((0.5, 0.1, 0.9, 0.01, 0.01, 0.02, 2), "underpowered"),  # fewer than 3 units
+])  # fmt: skip
+def test_claim_verdict(args, want):
+    assert C.claim_verdict(*args) == want
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -258,7 +359,7 @@ def test_cli_saas_writes_report_scores_weights_and_vector(tmp_path, tiny_folder)
     assert inst.weight.sum() == pytest.approx(1.0) and (inst.weight[~inst.eligible] == 0).all()
     assert len(pd.read_csv(out / "eligibility.csv")) == 12
     vec = SteeringVector.load(out / "vector")
-    assert vec.provenance.method == "saas" and vec.sites == [P.Site(1)]
+    assert vec.provenance.method == "saas" and vec.sites == [Site(1)]
     missing = list(args)
     missing[missing.index("--subbehaviours") + 1] = str(tmp_path / "none.yaml")
     bad = CliRunner().invoke(app, missing)

@@ -135,7 +135,9 @@ def test_train_tiny_sae_reports_finite_metrics_and_caches(tiny, tmp_path, monkey
     torch.testing.assert_close(trained.sae.W_dec.norm(dim=1), torch.ones(64))  # decoder folded to unit rows
     again = train_sae(tiny, SITE, cfg, progress=False)  # from the cache, not retrained
     assert again.folder == trained.folder and torch.equal(again.sae.W_dec, trained.sae.W_dec)
-    assert trained.folder.parent == tmp_path / "saes"
+    from steerlab.models import model_slug
+
+    assert trained.folder.parent == tmp_path / "saes" / model_slug(tiny.name)  # one folder per model
     assert again.metrics == pytest.approx(m)
 
 
@@ -153,7 +155,7 @@ def test_a_failing_evaluation_keeps_the_trained_sae(tiny, tmp_path, monkeypatch)
                     corpora=("tinyshakespeare",))  # fmt: skip
     with pytest.raises(RuntimeError, match="out of memory"):
         train_sae(tiny, SITE, cfg, eval_tokens=88, progress=False)
-    (folder,) = (tmp_path / "saes").iterdir()
+    (folder,) = (tmp_path / "saes").glob("*/*")
     kept = load_sae(folder)
     assert kept.site == SITE and "dead_fraction" in kept.metrics and "loss_recovered" not in kept.metrics
 
@@ -182,28 +184,94 @@ def test_standard_sae_trains_on_a_matrix():
     assert math.isfinite(stats["explained_variance"]) and stats["l0"] > 0
 
 
-def test_compare_methods_puts_methods_on_the_same_axes(tiny):
-    from steerlab.data import ContrastPair
-    from steerlab.metrics import perplexity_on
-    from steerlab.sae.compare import compare_methods, effect_table
-    from steerlab.tasks import ChoiceTask
+def test_clamp_latent_edit_maker_clamps_to_the_strength_along_the_row(tiny):
+    from steerlab.sae import ClampLatent, latent_vector
+    from steerlab.sites import ALL
 
     sae = tiny_sae()
-    pairs = [ContrastPair(f"Do you like {w}?", "Yes", "No") for w in ("tea", "rain", "maps")]
-    task = ChoiceTask.from_pairs(tiny, pairs)
-    texts = ["the cat sat on the mat", "a quick brown fox"]
-    makers = {
-        "latent": lambda s, pos: [add_latent(sae, SITE, 3, s, pos)],
-        "clamp": lambda s, pos: [clamp_latent(sae, SITE, 3, s, pos)],
-    }
-    df = compare_methods(tiny, makers, task, strengths=[-2, 0, 2], texts=texts, site=SITE, progress=False)
-    base = df[(df.coeff == 0) & (df.method == "clamp") & (df.metric == "p_behaviour")].value.to_numpy()
-    assert base.tolist() == task.evaluate(reuse_prefix=True).query("metric == 'p_behaviour'").value.tolist()
-    ppl0 = df[(df.coeff == 0) & (df.metric == "perplexity")].value
-    assert ppl0.tolist() == [perplexity_on(tiny, texts, max_tokens=64)] * 2
-    assert df[(df.coeff == 2) & (df.metric == "perplexity")].value.ne(ppl0.iloc[0]).all()
-    table = effect_table(df)
-    assert set(table.method) == {"latent", "clamp"} and table.strength.tolist() == [2.0, 2.0]
+    h = tiny.record(PROMPTS, [SITE])[SITE]
+    row = latent_vector(sae, SITE, 5)[SITE]
+    for direction, value in ((row, 3.0), (-row, -3.0), (2.0 * row, 6.0)):
+        (edit,) = ClampLatent(sae, 5)(SITE, direction, 3.0, ALL)
+        torch.testing.assert_close(edit.fn(h), clamp_latent(sae, SITE, 5, value).fn(h))
+    with pytest.raises(SteerlabError, match="out of range"):
+        ClampLatent(sae, 64)
+
+
+def _comparison_inputs(tiny):
+    from steerlab.data import ContrastPair
+    from steerlab.sae import ClampLatent, Method, latent_vector
+    from steerlab.tasks import ChoiceTask, PerplexityTask
+    from steerlab.vectors import Provenance, SteeringVector
+
+    sae = tiny_sae()
+    words = ("tea", "rain", "maps", "jazz", "dogs", "snow", "math", "salt")
+    answers = [("Yes", "No") if i % 2 else ("No", "Yes") for i in range(len(words))]
+    pairs = [ContrastPair(f"Do you like {w}?", *a) for w, a in zip(words, answers, strict=True)]
+    val, test = ChoiceTask.from_pairs(tiny, pairs[:4]), ChoiceTask.from_pairs(tiny, pairs[4:])
+    dense = SteeringVector({SITE: torch.randn(32, generator=torch.Generator().manual_seed(1))},
+                           Provenance(model=tiny.name, d_model=32, method="mean_diff"))  # fmt: skip
+    methods = {"dense": dense, "latent": latent_vector(sae, SITE, 3),
+               "clamp": Method(latent_vector(sae, SITE, 3), edit=ClampLatent(sae, 3))}  # fmt: skip
+    cost = PerplexityTask(tiny, ["the cat sat on the mat", "a quick brown fox"], max_tokens=16)
+    return methods, val, test, cost
+
+
+def test_compare_methods_orients_chooses_tests_ranks_and_prices(tiny, tmp_path):
+    import pandas as pd
+
+    from steerlab.controls import random_like
+    from steerlab.interventions import add
+    from steerlab.sae import compare_methods
+    from steerlab.scale import typical_norm
+    from steerlab.sites import ALL
+    from steerlab.sweeps import run_serial
+
+    methods, val, test, cost = _comparison_inputs(tiny)
+    scale = typical_norm(tiny, val.norm_prompts(), [SITE])
+    computed = []
+
+    def counting(store, keys, compute, **kw):
+        return run_serial(store, keys, lambda key: (computed.append(key), compute(key))[1], **kw)
+
+    kw = dict(fractions=[-0.5, -0.25, 0.0, 0.25, 0.5], controls=3, cost_task=cost, scale=scale, out=tmp_path,
+              runner=counting, progress=False)  # fmt: skip
+    cmp = compare_methods(tiny, methods, val, test, **kw)
+    assert list(cmp.effects.method) == ["dense", "latent", "clamp"] and (cmp.effects.fraction > 0).all()
+    assert (cmp.effects.k_controls == 3).all() and cmp.effects.null_lo.notna().all()
+    # the unsteered cell runs once per folder (behaviour val and test, cost), not once per method
+    assert computed.count("base") == 6
+    # the band beside every method is the same random directions: f * T along each, whatever the method's norm
+    f = float(cmp.effects.fraction.iloc[0])
+    rnd = cmp.results[(cmp.results.direction == "random:0") & (cmp.results.fraction == f)
+                      & (cmp.results.metric == "p_behaviour")]  # fmt: skip
+    r = random_like(cmp.vectors["dense"].select([SITE]), 3, 0)[0][SITE]
+    expected = test.evaluate([add(SITE, r / r.norm(), f * scale[SITE], ALL)]).query("metric == 'p_behaviour'")
+    assert rnd.value.tolist() == pytest.approx(expected.value.tolist(), abs=1e-6)
+    # the ranking: dense minus each method, per item, Holm over the two
+    assert list(cmp.versus.method) == ["latent", "clamp"]
+    assert (cmp.versus.p_holm >= cmp.versus.p - 1e-12).all()
+    eff = cmp.effects.set_index("method").effect
+    assert cmp.versus.difference.tolist() == pytest.approx([eff["dense"] - eff["latent"], eff["dense"] - eff["clamp"]])
+    assert set(cmp.cost.method) == {"dense", "latent", "clamp"} and (cmp.cost.direction != "vector").any()
+    assert set(cmp.labels.label) == {"Yes", "No"}
+    # a rerun on the same folder computes nothing and gives the same numbers
+    computed.clear()
+    again = compare_methods(tiny, methods, val, test, **kw)
+    assert computed == []
+    pd.testing.assert_frame_equal(again.effects, cmp.effects)
+
+
+def test_compare_methods_refuses_a_bad_baseline(tiny):
+    from steerlab.sae import compare_methods
+
+    methods, val, test, _ = _comparison_inputs(tiny)
+    with pytest.raises(SteerlabError, match="additive"):
+        compare_methods(tiny, methods, val, test, fractions=[-0.25, 0.25], baseline="clamp")
+    with pytest.raises(SteerlabError, match="not among"):
+        compare_methods(tiny, methods, val, test, fractions=[-0.25, 0.25], baseline="caa")
+    with pytest.raises(SteerlabError, match="at least two"):
+        compare_methods(tiny, {"dense": methods["dense"]}, val, test, fractions=[-0.25, 0.25])
 
 
 def test_sae_plots_draw_from_tidy_frames():
@@ -212,7 +280,7 @@ def test_sae_plots_draw_from_tidy_frames():
     matplotlib.use("Agg")
     import pandas as pd
 
-    from steerlab.plotting import plot_latent_scores, plot_steering_tradeoff
+    from steerlab.plotting import plot_cost_dose_response, plot_latent_scores, plot_method_effects
 
     df = decompose(tiny_sae(), torch.randn(32), pos=torch.randn(4, 32), neg=torch.randn(4, 32), top=3)
     ax = plot_latent_scores(df)
@@ -221,16 +289,23 @@ def test_sae_plots_draw_from_tidy_frames():
     expected = expected.sort_values(["method", "rank"])  # bars and their labels in the same order
     assert [t.get_text() for t in ax.texts] == expected.latent.astype(str).tolist()
     assert [round(float(p.get_height()), 5) for p in ax.patches][: len(expected)] == expected.rel.round(5).tolist()
-    rows = [
-        {"method": m, "coeff": c, "metric": metric, "value": v, "example_id": 0}
-        for m in ("a", "b")
-        for c in (-1.0, 0.0, 1.0)
-        for metric, v in (("p_behaviour", 0.5 + 0.1 * c), ("perplexity", 20 + 5 * abs(c)))
-    ]
-    ax = plot_steering_tradeoff(pd.DataFrame(rows))
-    assert len(ax.get_lines()) == 6 and ax.get_xscale() == "log"
-    with pytest.raises(SteerlabError, match="perplexity"):
-        plot_steering_tradeoff(pd.DataFrame(rows).query("metric == 'p_behaviour'"))
+    effects = pd.DataFrame({"method": ["a", "b"], "fraction": [0.25, 0.1], "effect": [0.1, -0.02],
+                            "lo": [0.05, -0.06], "hi": [0.15, 0.02], "null_lo": [-0.03, -0.01],
+                            "null_hi": [0.04, 0.02]})  # fmt: skip
+    labels = pd.DataFrame({"method": ["a", "a", "b", "b"], "label": ["Yes", "No"] * 2, "effect": [0.2, 0.0, 0, -0.04]})
+    ax = plot_method_effects(effects, labels)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    bars = [p for p in ax.patches]  # the random bands, one per method
+    assert [(round(p.get_x(), 3), round(p.get_width(), 3)) for p in bars] == [(-0.03, 0.07), (-0.01, 0.03)]
+    rows = [{"method": m, "direction": "vector", "fraction": f, "metric": "perplexity", "value": 20 + 5 * abs(f)}
+            for m in ("a", "b") for f in (-1.0, 0.0, 1.0)]  # fmt: skip
+    rows += [{"method": "a", "direction": f"random:{i}", "fraction": 1.0, "metric": "perplexity", "value": 30 + i}
+             for i in range(3)]  # fmt: skip
+    ax = plot_cost_dose_response(pd.DataFrame(rows))
+    assert ax.get_yscale() == "log" and len(ax.collections) == 1  # the random band
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"] == [20.0]
+    with pytest.raises(SteerlabError, match="no rows"):
+        plot_cost_dose_response(pd.DataFrame(rows), metric="nll")
 
 
 def _pairs():
@@ -252,6 +327,24 @@ def test_yapo_with_identity_decoder_equals_bipo(tiny):
     torch.testing.assert_close(v, v_bipo, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(code, v_bipo, rtol=1e-5, atol=1e-6)
     assert v.norm() > 0 and len(log) == 4
+
+
+def test_yapo_stops_and_reports_convergence_as_bipo_does(tiny):
+    """The same convergence check ends both runs at the same step, with the same verdict."""
+    from steerlab.methods.bipo import train_bipo
+    from steerlab.sae.yapo import train_yapo
+
+    sae = tiny_sae(d_in=32, d_sae=32)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.eye(32))
+    kw = {"epochs": 30, "batch_size": 2, "lr": 0.2, "seed": 0, "tol": 0.05}
+    v_bipo, bipo_log = train_bipo(tiny, _pairs(), SITE, progress=False, **kw)
+    _, v, log = train_yapo(tiny, sae, _pairs(), SITE, k=32, progress=False, **kw)
+    assert len(log) == len(bipo_log) < 60 and log.attrs["converged"] and bipo_log.attrs["converged"]
+    assert log.attrs["convergence"]["reason"] == bipo_log.attrs["convergence"]["reason"]
+    torch.testing.assert_close(v, v_bipo, rtol=1e-4, atol=1e-5)
+    _, _, short = train_yapo(tiny, sae, _pairs(), SITE, k=4, max_steps=3, progress=False)
+    assert len(short) == 3 and not short.attrs["converged"] and "too few steps" in short.attrs["convergence"]["reason"]
 
 
 def test_yapo_code_has_at_most_k_latents(tiny):
@@ -279,7 +372,7 @@ def test_cli_sae_train_on_the_tiny_model(tiny_folder, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output[result.output.index("{") :])
     assert math.isfinite(metrics["explained_variance"]) and metrics["l0"] <= 4
-    (folder,) = (tmp_path / "saes").iterdir()
-    assert folder.name.startswith("tiny") and (folder / "steerlab_sae.json").exists()
+    (folder,) = (tmp_path / "saes").glob("*/*")
+    assert folder.parent.name.startswith("tiny") and (folder / "steerlab_sae.json").exists()
     bad = CliRunner().invoke(app, ["sae", "train", "--model", str(tiny_folder), "--layer", "7"])
     assert bad.exit_code == 2 and "out of range" in bad.output

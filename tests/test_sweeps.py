@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from steerlab.claims import cell_name
 from steerlab.errors import SteerlabError
 from steerlab.interventions import steer
 from steerlab.metrics import behaviour_probability
@@ -231,7 +232,8 @@ def test_random_controls_are_norm_matched_seeded_and_at_the_same_strength(tiny, 
 
 def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
     """The seam for several workers: sweep hands the runner every key, a store and a compute function."""
-    from steerlab.sweeps import FolderStore, run_serial
+    from steerlab.claims import CellStore
+    from steerlab.sweeps import run_serial
 
     seen = {}
 
@@ -241,7 +243,7 @@ def test_a_runner_and_store_can_be_plugged_in(tiny, tmp_path):
 
     task = ChoiceTask.from_pairs(tiny, PAIRS)
     df = sweep(tiny, vector(tiny), task, coeffs=[-1, 0, 1], out=tmp_path, runner=runner, progress=False)
-    assert isinstance(seen["store"], FolderStore) and seen["keys"][-1] == "base"  # the unsteered cell last
+    assert isinstance(seen["store"], CellStore) and seen["keys"][-1] == "base"  # the unsteered cell last
     assert len(seen["keys"]) == 5 and set(seen["store"].done(seen["keys"])) == set(seen["keys"])
     assert len(df) == 2 * 3 * len(PAIRS) * 2
 
@@ -261,3 +263,113 @@ def test_a_custom_edit_builds_each_cell(tiny):
     assert seen == [2.0]  # strength 0 is the unsteered model, never passed to the edit
     expected = task.evaluate([clamp(Site(1), vec[Site(1)], 2.0)])
     assert df[df.coeff == 2.0].value.to_numpy() == pytest.approx(expected.value.to_numpy(), abs=1e-5)
+
+
+# ------------------------------------------------------------------------------- many workers on one folder
+
+
+def _done_by(calls) -> dict[str, list[int]]:
+    """``{cell file name: [pid of each worker that computed it]}`` from the workers' ``done.*`` files."""
+    out: dict[str, list[int]] = {}
+    for path in calls.glob("done.*"):
+        _, name, pid = path.name.split(".")
+        out.setdefault(name, []).append(int(pid))
+    return out
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal frames: every column but ``value`` exactly, ``value`` to float32 rounding (threads may differ)."""
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.drop(columns="value"), b.drop(columns="value"))
+    assert a.value.to_numpy() == pytest.approx(b.value.to_numpy(), abs=1e-6)
+
+
+def _single_process(tiny_folder):
+    from _claims_workers import SWEEP, sweep_setup
+
+    lm, task, vec = sweep_setup(str(tiny_folder))
+    return sweep(lm, vec, task, progress=False, **SWEEP)
+
+
+N_CELLS = 2 * 2 * 3 + 1  # 2 layers x 2 nonzero strengths x (the vector + 2 random directions), and the zero cell
+
+
+def test_two_processes_share_a_sweep_folder(tiny_folder, tmp_path):
+    from _claims_workers import sweep_worker
+
+    from steerlab.claims import run_workers
+
+    calls, out = tmp_path / "calls", tmp_path / "run"
+    calls.mkdir()
+    run_workers(2, sweep_worker, str(tiny_folder), str(out), str(calls), delay=0.2, barrier=2)
+    done = _done_by(calls)
+    assert len(done) == N_CELLS and all(len(pids) == 1 for pids in done.values())  # every cell exactly once
+    assert len({pid for pids in done.values() for pid in pids}) == 2  # both workers computed cells
+    assert not list((out / "claims").iterdir())
+    _same_rows(pd.read_csv(out / "results.csv"), _single_process(tiny_folder))
+
+
+def test_a_worker_killed_mid_cell_is_taken_over(tiny_folder, tmp_path):
+    import multiprocessing
+
+    from _claims_workers import SWEEP, hanging_add, sweep_setup, sweep_worker
+
+    from steerlab.claims import CellStore
+
+    calls, out, hung = tmp_path / "calls", tmp_path / "run", tmp_path / "hung"
+    calls.mkdir()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=sweep_worker, args=(str(tiny_folder), str(out), str(calls)),
+        kwargs=dict(stale_after=1.0, hang=f"resid_post.1|2@{hung}"),
+    )  # fmt: skip
+    proc.start()
+    deadline = time.time() + 180
+    while not hung.exists():
+        assert time.time() < deadline and proc.is_alive(), "the worker never reached the cell it hangs on"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    held = CellStore(out).held()
+    assert [c["pid"] for c in held] == [proc.pid]  # the dead worker's claim is left behind
+    before = _done_by(calls)
+
+    lm, task, vec = sweep_setup(str(tiny_folder))
+    computed: list[str] = []
+    start = time.time()
+    df = sweep(lm, vec, task, out=out, stale_after=1.0, edit=hanging_add, progress=False, on_cell=computed.append,
+               **SWEEP)  # fmt: skip
+    assert time.time() - start >= 0.5  # it waited for the claim to go stale
+    assert held[0]["key"] in computed and not set(before) & {cell_name(k) for k in computed}  # nothing twice
+    assert len(before) + len(computed) == N_CELLS
+    assert not list((out / "claims").iterdir())
+    _same_rows(df, _single_process(tiny_folder))
+
+
+def test_shards_split_the_grid_and_the_last_one_gathers(tiny_folder, tmp_path):
+    from _claims_workers import SWEEP, sweep_setup
+
+    from steerlab.claims import GridIncomplete
+
+    lm, task, vec = sweep_setup(str(tiny_folder))
+    computed: dict[int, list[str]] = {0: [], 1: []}
+    with pytest.raises(GridIncomplete, match=r"shard 0/2 .* cells are not done yet") as info:
+        sweep(lm, vec, task, out=tmp_path, shard=(0, 2), progress=False, on_cell=computed[0].append, **SWEEP)
+    assert 0 < info.value.done < info.value.total == N_CELLS and not (tmp_path / "results.csv").exists()
+    df = sweep(lm, vec, task, out=tmp_path, shard=(1, 2), progress=False, on_cell=computed[1].append, **SWEEP)
+    assert len(computed[0]) == info.value.done and len(computed[0]) + len(computed[1]) == N_CELLS
+    assert not set(computed[0]) & set(computed[1])
+    _same_rows(df, _single_process(tiny_folder))
+    assert sweep(lm, vec, task, out=tmp_path, shard=(0, 2), progress=False, **SWEEP).equals(df)  # complete now
+    with pytest.raises(SteerlabError, match="give out="):
+        sweep(lm, vec, task, shard=(0, 2), progress=False, **SWEEP)
+
+
+def test_fraction_sweeps_measure_the_norms_once_per_folder(tiny, tmp_path, monkeypatch):
+    from steerlab.sweeps import measure_scale
+
+    task = ChoiceTask.from_pairs(tiny, PAIRS)
+    first = measure_scale(tiny, task, [Site(1), Site(0)], tmp_path)
+    cells = sorted((tmp_path / "cells").glob("*.csv"))
+    assert len(cells) == 1 and first == measure_scale(tiny, task, [Site(0), Site(1)])  # the same as measured now
+    monkeypatch.setattr("steerlab.scale.typical_norm", lambda *args, **kwargs: pytest.fail("measured again"))
+    assert measure_scale(tiny, task, [Site(0), Site(1)], tmp_path) == first  # read back from the folder

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -35,11 +35,15 @@ class EditRunner:
     list per edit of Python ints and 0-d device tensors, read once at the end of the backend call).
     Which positions an edit covers is decided from Python ints where it can be (all of a decode step,
     none of it), so the hot path has no host-device sync.
+
+    With ``copies=k`` the activations hold ``k`` copies of ``batch`` stacked along the batch dimension
+    (`Backend.forward_many`: one copy per set of edits) and edit ``i`` touches copy ``copy_of[i]`` only.
     """
 
     def __init__(
-        self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0, index: Sequence[int] = ()
-    ):
+        self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0, index: Sequence[int] = (),
+        copies: int = 1, copy_of: Sequence[int] = (),
+    ):  # fmt: skip
         self.edits = list(edits)
         self.index = list(index) or list(range(len(self.edits)))  # each edit's place in the call's list
         self.prompt_len = batch.prompt_len
@@ -47,6 +51,8 @@ class EditRunner:
         self.incremental = incremental
         self.start = start  # where the first call's slice begins (after a cached prefix)
         self.seen = start
+        self.copies = copies
+        self.copy_of = list(copy_of) or [0] * len(self.edits)
         self.counts: list[list[int | Tensor]] = [[] for _ in self.edits]
         self._n_pad: dict[tuple, Tensor] = {}
 
@@ -64,8 +70,20 @@ class EditRunner:
         offset = self.seen if self.incremental else self.start
         length = h.shape[1]
         self.seen = offset + length
+        if self.copies == 1:
+            return self._apply(h, range(len(self.edits)), offset, length)
+        parts = list(h.chunk(self.copies))
+        for c in range(self.copies):
+            which = [i for i, j in enumerate(self.copy_of) if j == c]
+            if which:
+                parts[c] = self._apply(parts[c], which, offset, length)
+        return torch.cat(parts)
+
+    def _apply(self, h: Tensor, which: Iterable[int], offset: int, length: int) -> Tensor:
+        """Edits ``which`` applied to ``h``, the slice ``[offset, offset + length)``; their counts appended."""
         n_pad = self._pads(h)
-        for edit, counts in zip(self.edits, self.counts, strict=True):
+        for i in which:
+            edit, counts = self.edits[i], self.counts[i]
             cover = edit.positions.cover(offset, length, self.prompt_len)
             if cover == "none":
                 counts.append(0)
@@ -84,15 +102,42 @@ class EditRunner:
         return h
 
 
-def edit_runners(edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0) -> dict[Site, EditRunner]:
-    """One `EditRunner` per edited site, each remembering its edits' places in ``edits``."""
+def edit_runners(
+    edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0, copies: int = 1,
+    copy_of: Sequence[int] = (),
+) -> dict[Site, EditRunner]:  # fmt: skip
+    """One `EditRunner` per edited site, each remembering its edits' places in ``edits``.
+
+    With ``copies=k``, ``batch`` holds ``k`` stacked copies of one batch and edit ``i`` touches copy
+    ``copy_of[i]`` (`Backend.forward_many`).
+    """
+    if copies > 1:
+        batch = batch[: len(batch) // copies]
     by_site: dict[Site, list[int]] = defaultdict(list)
     for i, edit in enumerate(edits):
         by_site[edit.site].append(i)
     return {
-        site: EditRunner([edits[i] for i in index], batch, incremental, start, index)
+        site: EditRunner([edits[i] for i in index], batch, incremental, start, index, copies,
+                         [copy_of[i] for i in index] if copies > 1 else ())  # fmt: skip
         for site, index in by_site.items()
     }
+
+
+def shared_blocks(edits: Sequence[Edit]) -> int:
+    """How many decoder blocks run before the first of ``edits`` acts: blocks ``0 .. L - 1`` for an edit inside
+    block ``L``, and block ``L`` too for an edit at ``resid_post.L`` (it acts on the block's output)."""
+    return min((e.site.layer + (e.site.kind == "resid_post") for e in edits), default=0)
+
+
+def tile(batch: Batch, k: int) -> Batch:
+    """``k`` copies of ``batch`` stacked along the batch dimension (copy ``j`` is rows ``j * len(batch) ...``)."""
+    return Batch(batch.input_ids.repeat(k, 1), batch.attention_mask.repeat(k, 1))
+
+
+def cache_nbytes(cache: Any) -> int:
+    """Bytes held by the tensors of a key/value cache (Hugging Face ``DynamicCache`` or TransformerLens's)."""
+    layers = getattr(cache, "layers", None) or getattr(cache, "entries", None) or []
+    return sum(v.numel() * v.element_size() for layer in layers for v in vars(layer).values() if isinstance(v, Tensor))
 
 
 def collect_counts(edits: Sequence[Edit], runners: Sequence[EditRunner]) -> EditCounts:
@@ -149,6 +194,7 @@ class Backend(ABC):
         self.model_type: str = getattr(text_cfg, "model_type", getattr(cfg, "model_type", "unknown"))
         self.last_edit_counts: EditCounts | None = None  # of the latest call with edits (see `EditCounts`)
         self._runners: list[EditRunner] = []
+        self._copies: tuple[int, list[int]] | None = None  # during `forward_many`: copies, each edit's copy
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -156,13 +202,38 @@ class Backend(ABC):
     # ------------------------------------------------------------------ primitives
     @abstractmethod
     def _forward(
-        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, prefix: Prefix | None
-    ) -> ForwardOutput:
-        """Run ``batch`` (after ``prefix``'s cached tokens, if given); logits and records cover ``batch`` only."""
+        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, prefix: Prefix | None,
+        logits: bool | int = True,
+    ) -> ForwardOutput:  # fmt: skip
+        """Run ``batch`` (after ``prefix``'s cached tokens, if given); logits and records cover ``batch`` only.
+
+        ``logits``: True (every position), ``k`` (the last ``k`` positions) or False (none: stop after the
+        block of the deepest site in ``record``, `blocks_for`)."""
 
     @abstractmethod
-    def _prefix(self, batch: Batch, record: Sequence[Site]) -> Prefix:
-        """Run ``batch`` unedited, keeping its key/value cache for reuse."""
+    def _prefix(self, batch: Batch, record: Sequence[Site], blocks: int | None) -> Prefix:
+        """Run ``batch`` unedited, keeping its key/value cache for reuse; only ``blocks`` blocks if given."""
+
+    def _forward_many(
+        self, batch: Batch, edits: Sequence[Edit], copy_of: Sequence[int], k: int, prefix: Prefix | None,
+        keep: int | None,
+    ) -> tuple[Tensor, Callable[[Tensor], Tensor]]:  # fmt: skip
+        """``k`` copies of ``batch``, edit ``i`` acting on copy ``copy_of[i]`` (runners from `_edit_runners`).
+
+        Returns ``(h, head)``: ``h`` stacks the copies (``[k * batch, pos, ...]``, the last ``keep`` positions if
+        given) and ``head`` turns one copy's slice of ``h`` into logits. This default runs the copies as one
+        batch (a tiled forward); a backend that can start mid-stack shares the blocks before the first edit.
+        """
+        if prefix is not None and prefix.cache is not None:
+            raise SteerlabError(f"{type(self).__name__} cannot run several edit sets on a cached prefix at once")
+        tiled_prefix = None if prefix is None else Prefix(tile(prefix.batch, k), None, {}, prefix.blocks)
+        out = self._forward(tile(batch, k), edits, (), False, tiled_prefix, True if keep is None else keep)
+        return out.logits, lambda logits: logits
+
+    def blocks_for(self, site: Site) -> int:
+        """How many decoder blocks a forward pass runs to reach ``site`` (a pass that reads no logits stops
+        there): blocks ``0 .. L`` for a site of layer ``L``."""
+        return site.layer + 1
 
     @abstractmethod
     def _generate(
@@ -173,7 +244,8 @@ class Backend(ABC):
         self, edits: Sequence[Edit], batch: Batch, incremental: bool, start: int = 0
     ) -> dict[Site, EditRunner]:
         """Runners for one call's edits (see `edit_runners`); their counts are read when the call ends."""
-        runners = edit_runners(edits, batch, incremental, start)
+        copies, copy_of = self._copies or (1, ())
+        runners = edit_runners(edits, batch, incremental, start, copies, copy_of)
         self._runners.extend(runners.values())
         return runners
 
@@ -317,6 +389,7 @@ class Backend(ABC):
         grad: bool = False,
         prefix: Prefix | None = None,
         allow_noop: bool = False,
+        logits: bool | int = True,
     ) -> ForwardOutput:
         """Logits (and activations at ``record`` sites, after any edit there) for one batch.
 
@@ -324,22 +397,119 @@ class Backend(ABC):
         one row per prefix row); only the suffix is computed, attending to the cached prefix. Edit
         positions count from the start of the prefix, and the prompt is prefix plus suffix.
 
+        ``logits``: True (every position), ``k`` (the last ``k`` positions: a ``[batch, k, vocab]`` tensor, so
+        scoring the next token does not hold a vocabulary-wide row per position) or False (no logits: the pass
+        stops after the block of the deepest ``record`` site and skips the rest of the model, its final norm
+        and the unembedding; ``logits`` of the result is None).
+
         ``edit_counts`` of the result says how many token positions each edit touched; an edit that
         touched none raises a `SteerlabError` unless ``allow_noop=True``.
         """
         batch = self._as_batch(prompts)
         sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
+        logits = _check_logits(logits)
+        if logits is False and not sites:
+            raise SteerlabError("forward(..., logits=False) with nothing to record computes nothing; pass record=")
         edits = self._check_edits(edits)
         if prefix is not None:
             _check_prefix_untouched(prefix, batch, edits)
+            self._check_prefix_blocks(prefix, sites if logits is False else None)
         self._runners = []
         with torch.set_grad_enabled(grad):
-            out = self._forward(batch, edits, sites, grad, prefix)
+            out = self._forward(batch, edits, sites, grad, prefix, logits)
         counts = self._finish(edits, allow_noop)
         return out if counts is None else ForwardOutput(out.logits, out.activations, counts)
 
-    def prefix(self, prompts: str | Sequence[str] | Batch, *, record: Sequence[Site | str | int] = ()) -> Prefix:
+    def forward_many(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        edit_sets: Sequence[Sequence[Edit] | Edit | None],
+        *,
+        prefix: Prefix | None = None,
+        logits: bool | int = True,
+        reduce: Callable[[Tensor], Any] | None = None,
+        allow_noop: bool = False,
+    ) -> list[ForwardOutput]:
+        """One batch under each of several edit sets (e.g. the strengths of a sweep), sharing the unedited trunk.
+
+        The blocks before the first edit (`shared_blocks`: up to block ``L`` for edits at ``resid_post.L``)
+        are the same for every set: they run once, on the batch, and only the rest of the model runs for the
+        ``k`` sets, as one batch of ``k`` copies. The results equal ``k`` calls of `forward` (to float rounding
+        of the larger batch). With ``prefix`` the batch is the suffix after a cached prefix, as in `forward`.
+
+        Args:
+            edit_sets: one list of edits per result (an empty one: the unedited model).
+            logits: True (every position) or ``k`` (the last ``k`` positions).
+            reduce: applied to each set's logits as soon as they are computed (e.g. token losses), so the
+                logits of only one set exist at a time; each result's ``logits`` then holds its return value.
+
+        Returns:
+            One `ForwardOutput` per edit set (logits and that set's ``edit_counts``; no activations).
+
+        Example:
+            >>> outs = lm.forward_many(batch, [steer(v, c) for c in (-4.0, 4.0, 8.0)], logits=1)   # doctest: +SKIP
+            >>> [o.logits[:, -1] for o in outs]                                                    # doctest: +SKIP
+        """
+        batch = self._as_batch(prompts)
+        keep = _check_logits(logits)
+        if keep is False:
+            raise SteerlabError("forward_many scores logits: pass logits=True or a number of last positions")
+        sets = [self._check_edits(e) for e in edit_sets]
+        if not sets:
+            raise SteerlabError("forward_many needs at least one edit set (an empty list is the unedited model)")
+        flat = [e for es in sets for e in es]
+        copy_of = [j for j, es in enumerate(sets) for _ in es]
+        if prefix is not None:
+            _check_prefix_untouched(prefix, batch, flat)
+            self._check_prefix_blocks(prefix, None)
+        keep = None if keep is True else keep
+        self._runners = []
+        if not flat:  # nothing edited: one forward serves every set
+            with torch.no_grad():
+                out = self._forward(batch, (), (), False, prefix, True if keep is None else keep).logits
+            value = out if reduce is None else reduce(out)
+            return [ForwardOutput(value) for _ in sets]
+        self._copies = (len(sets), copy_of)
+        try:
+            with torch.no_grad():
+                h, head = self._forward_many(batch, flat, copy_of, len(sets), prefix, keep)
+        finally:
+            self._copies = None
+        counts = self._finish(flat, allow_noop)
+        outs = []
+        with torch.no_grad():
+            for j, part in enumerate(h.chunk(len(sets))):
+                value = head(part)
+                mine = None if counts is None else EditCounts(
+                    tuple(sets[j]), tuple(c for c, i in zip(counts.per_forward, copy_of, strict=True) if i == j)
+                )  # fmt: skip
+                outs.append(ForwardOutput(value if reduce is None else reduce(value), {}, mine))
+        return outs
+
+    def _check_prefix_blocks(self, prefix: Prefix, sites: Sequence[Site] | None) -> None:
+        """A prefix computed with ``stop_at`` holds the early blocks only: refuse a call that needs later ones."""
+        if prefix.blocks is None:
+            return
+        needed = self.n_layers if sites is None else max(self.blocks_for(s) for s in sites)
+        if needed > prefix.blocks:
+            what = "logits" if sites is None else f"site {max(sites, key=lambda s: s.order)}"
+            raise SteerlabError(
+                f"this prefix ran only {prefix.blocks} of {self.n_layers} blocks (computed with stop_at=), but the "
+                f"call reads {what}, which needs {needed}; compute the prefix with a deeper stop_at, or without one"
+            )
+
+    def prefix(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        *,
+        record: Sequence[Site | str | int] = (),
+        stop_at: Site | str | int | None = None,
+    ) -> Prefix:
         """Compute a prompt prefix once (no edits) for reuse by `forward(..., prefix=...)`.
+
+        ``stop_at``: the deepest site later calls will read with ``logits=False`` (e.g. extraction); the prefix
+        then runs and caches only the blocks up to it. None (default): every block, so later calls may
+        score logits.
 
         Example:
             >>> pre = lm.prefix(prompts_without_last_token)                   # doctest: +SKIP
@@ -347,15 +517,18 @@ class Backend(ABC):
         """
         batch = self._as_batch(prompts)
         sites = sorted({self.site(s) for s in record}, key=lambda s: s.order)
+        blocks = None if stop_at is None else self.blocks_for(self.site(stop_at))
+        if blocks is not None and sites:
+            blocks = max(blocks, *(self.blocks_for(s) for s in sites))
         with torch.no_grad():
-            return self._prefix(batch, sites)
+            return self._prefix(batch, sites, None if blocks == self.n_layers else blocks)
 
     def logits(self, prompts, *, edits=None, allow_noop: bool = False) -> Float[Tensor, "batch pos vocab"]:
         return self.forward(prompts, edits=edits, allow_noop=allow_noop).logits
 
     def record(self, prompts, sites: Sequence[Site | str | int]) -> dict[Site, Tensor]:
-        """Activations at many sites and layers from one forward pass."""
-        return self.forward(prompts, record=sites).activations
+        """Activations at many sites and layers from one forward pass, which stops after the deepest site's block."""
+        return self.forward(prompts, record=sites, logits=False).activations
 
     def token_losses(
         self, texts: str | Sequence[str] | Batch, *, edits=None, grad: bool = False, allow_noop: bool = False
@@ -366,13 +539,15 @@ class Backend(ABC):
         and ``mask`` is False at padding.
         """
         batch = self._as_batch(texts)
-        logits = self.forward(batch, edits=edits, grad=grad, allow_noop=allow_noop).logits.float()
-        targets = batch.input_ids[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
-        ).view(targets.shape)
-        mask = batch.attention_mask[:, 1:].bool() & batch.attention_mask[:, :-1].bool()
-        return nll * mask, mask
+        return token_nll(self.forward(batch, edits=edits, grad=grad, allow_noop=allow_noop).logits, batch)
+
+    def token_losses_many(
+        self, texts: str | Sequence[str] | Batch, edit_sets: Sequence, *, allow_noop: bool = False
+    ) -> list[tuple[Float[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]]:
+        """`token_losses` under each of several edit sets, sharing the unedited trunk (`forward_many`)."""
+        batch = self._as_batch(texts)
+        outs = self.forward_many(batch, edit_sets, reduce=lambda lg: token_nll(lg, batch), allow_noop=allow_noop)
+        return [o.logits for o in outs]
 
     def generate_ids(
         self,
@@ -419,6 +594,25 @@ class Backend(ABC):
     def __repr__(self) -> str:
         name = type(self).__name__
         return f"{name}({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
+
+
+def token_nll(logits: Float[Tensor, "batch pos vocab"], batch: Batch) -> tuple[Tensor, Tensor]:
+    """Per-token negative log-likelihood ``[batch, pos - 1]`` of ``batch``'s tokens under ``logits`` and the mask
+    of real (non-padding) predictions; padding scores 0."""
+    logits = logits.float()
+    targets = batch.input_ids[:, 1:].to(logits.device)
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    ).view(targets.shape)
+    mask = (batch.attention_mask[:, 1:].bool() & batch.attention_mask[:, :-1].bool()).to(logits.device)
+    return nll * mask, mask
+
+
+def _check_logits(logits) -> bool | int:
+    if isinstance(logits, bool) or (isinstance(logits, int) and logits >= 1):
+        return logits
+    raise SteerlabError(f"logits must be True (every position), False (none) or a number of last positions >= 1, "
+                        f"got {logits!r}")  # fmt: skip
 
 
 def _check_prefix_untouched(prefix: Prefix, suffix: Batch, edits: Sequence[Edit]) -> None:

@@ -22,6 +22,8 @@ whose traces run on NDIF.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend
+from steerlab.backends.base import Backend, shared_blocks, tile
 from steerlab.errors import SteerlabError
 from steerlab.sites import Batch, ForwardOutput, Prefix, Site
 
@@ -155,10 +157,7 @@ class NNsightBackend(Backend):
     # ------------------------------------------------------------------ reading and writing sites
     def _module(self, site: Site):
         path = self.layout.sites[site.kind]
-        module = self.lm
-        for part in self.layout.layers.split("."):
-            module = getattr(module, part)
-        module = module[site.layer]
+        module = self._layer(site.layer)
         for part in filter(None, path.module.split(".")):
             module = getattr(module, part)
         return module, path
@@ -191,32 +190,101 @@ class NNsightBackend(Backend):
         sites = sorted(set(runners) | set(record), key=lambda s: s.order)
         return sites, runners
 
+    def blocks_for(self, site: Site) -> int:
+        return site.layer + (site.kind != "resid_pre")  # a trace can stop at a layer's input, before it runs
+
+    def _layer(self, index: int):
+        module = self.lm
+        for part in self.layout.layers.split("."):
+            module = getattr(module, part)
+        return module[index]
+
+    @functools.cached_property
+    def _head_path(self) -> str:
+        """Where the output embedding (``lm_head``, GPT-NeoX's ``embed_out``) lives in the HF model."""
+        head = self.hf_model.get_output_embeddings()
+        return next(name for name, module in self.hf_model.named_modules() if module is head)
+
+    def _head(self, h: Tensor) -> Tensor:
+        """Logits from the final (normalised) hidden states: the output embedding, then Gemma's soft cap."""
+        logits = self.hf_model.get_output_embeddings()(h)
+        cap = getattr(getattr(self.hf_model.config, "text_config", None) or self.hf_model.config,
+                      "final_logit_softcapping", None)  # fmt: skip
+        if cap:  # as Gemma's forward does it
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
     # ------------------------------------------------------------------ primitives
-    def _trace(self, inputs: dict, sites, runners, record, grad):
+    def _trace(self, inputs: dict, sites, runners, record, grad, logits: bool | int = True, blocks: int | None = None):
+        """One trace: edits and records at ``sites``; logits as asked (`Backend._forward`). Without logits the
+        run stops after the last site, or after block ``blocks - 1`` when that is deeper."""
         records: dict[Site, Tensor] = {}
-        with self.lm.trace(inputs):
+        if logits is not True and logits is not False:
+            inputs = {**inputs, "logits_to_keep": logits}
+        out = None
+        with self.lm.trace(inputs) as tracer:
             self._visit(sites, runners, set(record), records, grad)
-            logits = self.lm.output.logits.save()
-        return ForwardOutput(logits, {s: records[s] for s in record})
+            if logits is False:
+                if blocks is not None and (not sites or self.blocks_for(sites[-1]) < blocks):
+                    self._layer(blocks - 1).output  # noqa: B018  (run up to the end of this block)
+                tracer.stop()
+            else:
+                out = self.lm.output.logits.save()
+        return ForwardOutput(out, {s: records[s] for s in record})
 
-    def _forward(self, batch, edits, record, grad, prefix):
-        if prefix is None:
-            sites, runners = self._plan(batch, edits, record, incremental=False)
-            return self._trace(_inputs(batch.input_ids, batch), sites, runners, record, grad)
-        full = prefix.join(batch)
-        start = prefix.batch.prompt_len
+    def _forward(self, batch, edits, record, grad, prefix, logits=True):
+        full = prefix.join(batch) if prefix is not None else batch
+        start = prefix.batch.prompt_len if prefix is not None else 0
         sites, runners = self._plan(full, edits, record, incremental=False, start=start)
+        if logits is False:  # the run stops at the deepest recorded site: edits after it cannot act
+            sites = [s for s in sites if s.order <= record[-1].order]
+        if prefix is None:
+            return self._trace(_inputs(batch.input_ids, batch), sites, runners, record, grad, logits)
         with kept(prefix.cache):  # the suffix's keys and values are dropped, so the prefix can be reused
-            return self._trace(_inputs(batch.input_ids, full, prefix.cache), sites, runners, record, grad)
+            return self._trace(_inputs(batch.input_ids, full, prefix.cache), sites, runners, record, grad, logits)
 
-    def _prefix(self, batch, record):
+    def _prefix(self, batch, record, blocks):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.hf_model.config)
         sites, runners = self._plan(batch, (), record, incremental=False)
-        inputs = {**_inputs(batch.input_ids, batch, cache), "logits_to_keep": 1}  # a prefix's logits are unused
-        out = self._trace(inputs, sites, runners, record, False)
-        return Prefix(batch, cache, out.activations)
+        # a prefix's own logits are never used: stop after the last block it needs (every block by default)
+        out = self._trace(_inputs(batch.input_ids, batch, cache), sites, runners, record, False, False,
+                          blocks or self.n_layers)  # fmt: skip
+        return Prefix(batch, cache, out.activations, blocks)
+
+    def _forward_many(self, batch, edits, copy_of, k, prefix, keep):
+        full = prefix.join(batch) if prefix is not None else batch
+        start = prefix.batch.prompt_len if prefix is not None else 0
+        tiled = tile(full, k)
+        runners = self._edit_runners(edits, tiled, incremental=False, start=start)
+        shared = shared_blocks(edits)
+        trunk = None
+        if shared > 0:  # the blocks before the first edit run once, on the batch itself
+            inputs = _inputs(batch.input_ids, full, None if prefix is None else prefix.cache)
+            with kept(prefix.cache) if prefix is not None else contextlib.nullcontext():
+                with self.lm.trace(inputs) as tracer:
+                    trunk = self._layer(shared - 1).output.save()
+                    tracer.stop()
+            trunk = trunk.repeat(k, 1, 1)
+            at_trunk = runners.pop(Site(shared - 1, "resid_post"), None)  # edits at the trunk's end act on it
+            if at_trunk is not None:
+                trunk = at_trunk(trunk)
+        cache = None if prefix is None else _tiled_cache(prefix.cache, k, shared)
+        inputs = _inputs(batch.input_ids.repeat(k, 1), tiled, cache)
+        if keep is not None:
+            inputs["logits_to_keep"] = keep
+        sites = sorted(runners, key=lambda s: s.order)
+        head = self.lm
+        for part in self._head_path.split("."):
+            head = getattr(head, part)
+        with self.lm.trace(inputs) as tracer:
+            for i in range(shared):  # skipped: their output is the (edited) trunk
+                self._layer(i).skip(trunk)
+            self._visit(sites, runners, set(), {}, False)
+            hidden = head.input.save()  # the final hidden states; the output embedding runs per copy (`_head`)
+            tracer.stop()
+        return hidden, self._head
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)
@@ -234,6 +302,19 @@ class NNsightBackend(Backend):
             with tracer.invoke():  # an unbounded step loop never returns, so read the result here
                 result = tracer.result.save()
         return result
+
+
+def _tiled_cache(cache, k: int, start: int):
+    """A copy of a `DynamicCache` whose layers from ``start`` on hold ``k`` stacked copies of the batch (the
+    layers before ``start`` are skipped by the call that uses it, and keep their single copy)."""
+    tiled = copy.copy(cache)
+    tiled.layers = []
+    for i, layer in enumerate(cache.layers):
+        layer = copy.copy(layer)
+        if i >= start and getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys, layer.values = layer.keys.repeat(k, 1, 1, 1), layer.values.repeat(k, 1, 1, 1)
+        tiled.layers.append(layer)
+    return tiled
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ import warnings
 import torch
 from torch import Tensor
 
+from steerlab.backends.base import Backend
 from steerlab.backends.nnsight_backend import NNsightBackend, _inputs
 from steerlab.errors import SteerlabError
 from steerlab.sites import Batch, ForwardOutput, Prefix, Site
@@ -146,33 +147,39 @@ class RemoteNNsightBackend(NNsightBackend):
             plan.append((envoy, path.attr, path.index, runners.get(site), str(site) if site in wanted else None))
         return plan
 
-    def _remote_trace(self, inputs: dict, sites, runners, record, grad: bool, start: int = 0) -> ForwardOutput:
+    def _remote_trace(self, inputs: dict, sites, runners, record, grad: bool, start: int = 0,
+                      logits: bool | int = True) -> ForwardOutput:  # fmt: skip
         if grad:
             raise SteerlabError("gradients cannot flow back from a remote model; run grad=True on a local model")
         plan = self._request_plan(sites, runners, set(record))
         import nnsight
 
         lm = self.lm
+        out = None
         with lm.trace(inputs, remote=self.target):
             acts = nnsight.save(_run_plan(plan, start))
-            logits = lm.output.logits[:, start:].save()
-        return ForwardOutput(logits, {site: acts[str(site)] for site in record})
+            if logits is not False:  # only the logits asked for travel back
+                out = lm.output.logits[:, start if logits is True else -logits :].save()
+        return ForwardOutput(out, {site: acts[str(site)] for site in record})
 
-    def _forward(self, batch, edits, record, grad, prefix):
+    def _forward(self, batch, edits, record, grad, prefix, logits=True):
         if prefix is None:
             sites, runners = self._plan(batch, edits, record, incremental=False)
-            return self._remote_trace(_inputs(batch.input_ids, batch), sites, runners, record, grad)
+            return self._remote_trace(_inputs(batch.input_ids, batch), sites, runners, record, grad, 0, logits)
         full = prefix.join(batch)  # no cache across requests: recompute the prefix, edit and return the suffix
         start = prefix.batch.prompt_len
         sites, runners = self._plan(full, edits, record, incremental=False, start=start)
-        return self._remote_trace(_inputs(full.input_ids, full), sites, runners, record, grad, start)
+        return self._remote_trace(_inputs(full.input_ids, full), sites, runners, record, grad, start, logits)
 
-    def _prefix(self, batch: Batch, record: list[Site]) -> Prefix:
+    def _prefix(self, batch: Batch, record: list[Site], blocks: int | None) -> Prefix:
         acts = {}
         if record:
             sites, runners = self._plan(batch, (), record, incremental=False)
-            acts = self._remote_trace(_inputs(batch.input_ids, batch), sites, runners, record, False).activations
-        return Prefix(batch, None, acts)
+            acts = self._remote_trace(_inputs(batch.input_ids, batch), sites, runners, record, False, 0,
+                                      False).activations  # fmt: skip
+        return Prefix(batch, None, acts, blocks)
+
+    _forward_many = Backend._forward_many  # one request with the k copies stacked (no cache to start mid-stack)
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs) -> Tensor:
         kwargs = dict(max_new_tokens=max_new_tokens, use_cache=use_cache, pad_token_id=self.tokenizer.pad_token_id)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from steerlab.backends.base import Backend, removing
+from steerlab.backends.base import Backend, removing, shared_blocks, tile
 from steerlab.errors import SteerlabError
 from steerlab.sites import Batch, Edit, ForwardOutput, Prefix, Site
 
@@ -188,6 +188,33 @@ def build_hooked_transformer(hf_model, tokenizer, device, dtype, name: str = "mo
     return model, official
 
 
+def store_as_read(model) -> None:
+    """Store weights in the memory layout TransformerLens's forward reads them in, so it stops copying them.
+
+    TransformerLens rearranges each attention weight (``W_Q``: ``[head, d_model, d_head]`` read as
+    ``[(head d_head), d_model]``) and transposes each gated MLP and unembedding weight with ``.contiguous()`` on
+    every forward pass: a copy of most of the model per call, which dominates a one-token decode step
+    (generation was 4x slower than Hugging Face's). Here each such parameter keeps its shape and values but is
+    stored as that rearranged tensor, so the rearrangement is a view and ``.contiguous()`` a no-op. No extra
+    memory; the numbers do not change.
+    """
+
+    def stored_as(param, order: tuple[int, ...]) -> None:
+        inverse = tuple(order.index(i) for i in range(len(order)))
+        param.data = param.data.permute(*order).contiguous().permute(*inverse)
+
+    for block in model.blocks:
+        for name, param in block.attn.named_parameters(recurse=False):
+            if name in ("W_Q", "W_K", "W_V", "_W_K", "_W_V"):  # [head, d_model, d_head] read as [head, d_head, d_model]
+                stored_as(param, (0, 2, 1))
+            elif name == "W_O":  # [head, d_head, d_model] read as [d_model, head, d_head]
+                stored_as(param, (2, 0, 1))
+        if type(block.mlp).__name__ == "GatedMLP":  # W.T.contiguous() on every call
+            for name in ("W_in", "W_gate", "W_out"):
+                stored_as(getattr(block.mlp, name), (1, 0))
+    stored_as(model.unembed.W_U, (1, 0))
+
+
 class TLBackend(Backend):
     """TransformerLens backend (see `steerlab.models.load_model`)."""
 
@@ -204,6 +231,7 @@ class TLBackend(Backend):
         self.hf_config = self.hf_model.config
         self.hf_model = None
         self.tl.to(str(self.device), print_details=False)
+        store_as_read(self.tl)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -215,11 +243,8 @@ class TLBackend(Backend):
     def hook_name(self, site: Site) -> str:
         return TL_HOOKS[site.kind].format(L=self.site(site).layer)
 
-    def _run(
-        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, incremental: bool, start: int = 0
-    ):
+    def _hooks(self, runners: dict, record: Sequence[Site], grad: bool):
         """Hooks for one call: returns (fwd_hooks for TL, module hooks to register, records dict)."""
-        runners = self._edit_runners(edits, batch, incremental, start)
         records: dict[Site, Tensor] = {}
         wanted = set(record)
         fwd_hooks, module_hooks = [], []
@@ -240,6 +265,12 @@ class TLBackend(Backend):
                 fwd_hooks.append((self.hook_name(site), fn))
         return fwd_hooks, module_hooks, records
 
+    def _run(
+        self, batch: Batch, edits: Sequence[Edit], record: Sequence[Site], grad: bool, incremental: bool, start: int = 0
+    ):
+        """Hooks for one call's edits and records (see `_hooks`)."""
+        return self._hooks(self._edit_runners(edits, batch, incremental, start), record, grad)
+
     @contextlib.contextmanager
     def _hooked(self, module_hooks, fwd_hooks):
         """PyTorch module hooks and TransformerLens hooks for one call, removed even if it raises."""
@@ -249,24 +280,70 @@ class TLBackend(Backend):
             with self.tl.hooks(fwd_hooks=fwd_hooks):
                 yield
 
-    def _forward(self, batch, edits, record, grad, prefix):
+    def _head(self, residual: Tensor) -> Tensor:
+        """Logits from the residual stream after the last block: final norm, unembedding, soft cap."""
+        from transformer_lens.utilities.activation_functions import apply_softcap
+
+        if self.tl.cfg.normalization_type is not None:
+            residual = self.tl.ln_final(residual)
+        return apply_softcap(self.tl.unembed(residual), self.tl.cfg.output_logits_soft_cap)
+
+    def _forward(self, batch, edits, record, grad, prefix, logits=True):
         full = prefix.join(batch) if prefix is not None else batch
         start = prefix.batch.prompt_len if prefix is not None else 0
         fwd_hooks, module_hooks, records = self._run(full, edits, record, grad, incremental=False, start=start)
         cache = prefix.cache if prefix is not None else None
+        stop = None  # every block, the final norm and the unembedding
+        if logits is False:  # no logits: stop after the deepest recorded site's block
+            stop = max(self.blocks_for(s) for s in record)
+        elif logits is not True:  # the last k positions' logits: stop before the final norm, then `_head`
+            stop = self.n_layers
         with self._hooked(module_hooks, fwd_hooks):
-            logits = self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache)
-        return ForwardOutput(logits, records)
+            out = self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                          stop_at_layer=stop)  # fmt: skip
+        if logits is False:
+            out = None
+        elif logits is not True:
+            out = self._head(out[:, -logits:])
+        return ForwardOutput(out, records)
 
-    def _prefix(self, batch, record):
+    def _prefix(self, batch, record, blocks):
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
         cache = TransformerLensKeyValueCache.init_cache(self.tl.cfg, self.device, len(batch))
         fwd_hooks, module_hooks, records = self._run(batch, (), record, False, incremental=False)
-        with self._hooked(module_hooks, fwd_hooks):
-            self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache, return_type=None)
+        with self._hooked(module_hooks, fwd_hooks):  # a prefix's logits are never used: no final norm, no unembedding
+            self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                    stop_at_layer=blocks or self.n_layers)  # fmt: skip
         cache.freeze()  # later calls read the prefix without appending to it
-        return Prefix(batch, cache, records)
+        return Prefix(batch, cache, records, blocks)
+
+    def _forward_many(self, batch, edits, copy_of, k, prefix, keep):
+        full = prefix.join(batch) if prefix is not None else batch
+        start = prefix.batch.prompt_len if prefix is not None else 0
+        tiled = tile(full, k)
+        runners = self._edit_runners(edits, tiled, incremental=False, start=start)
+        shared = shared_blocks(edits)
+        cache = prefix.cache if prefix is not None else None
+        if shared > 0:  # the blocks before the first edit run once, on the batch itself
+            trunk = self.tl(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                            stop_at_layer=shared).repeat(k, 1, 1)  # fmt: skip
+            at_trunk = runners.pop(Site(shared - 1, "resid_post"), None)  # edits at the trunk's end act on it
+            if at_trunk is not None:
+                trunk = at_trunk(trunk)
+            fwd_hooks, module_hooks, _ = self._hooks(runners, (), False)
+            with self._hooked(module_hooks, fwd_hooks):
+                # started mid-stack, the blocks take the whole sequence's padding mask (prefix and suffix)
+                h = self.tl(trunk, start_at_layer=shared, stop_at_layer=self.n_layers,
+                            attention_mask=tiled.attention_mask,
+                            past_kv_cache=None if cache is None else _tiled_cache(cache, k, shared))  # fmt: skip
+        else:
+            fwd_hooks, module_hooks, _ = self._hooks(runners, (), False)
+            with self._hooked(module_hooks, fwd_hooks):
+                h = self.tl(batch.input_ids.repeat(k, 1), attention_mask=batch.attention_mask.repeat(k, 1),
+                            past_kv_cache=None if cache is None else _tiled_cache(cache, k, 0),
+                            stop_at_layer=self.n_layers)  # fmt: skip
+        return (h if keep is None else h[:, -keep:]), self._head
 
     def _generate(self, batch, edits, max_new_tokens, use_cache, gen_kwargs):
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
@@ -293,6 +370,20 @@ class TLBackend(Backend):
                 else:
                     logits = self.tl(ids, attention_mask=mask, return_type="logits")
         return ids
+
+
+def _tiled_cache(cache, k: int, start: int):
+    """A frozen copy of a TransformerLens key/value cache whose entries from ``start`` on (and whose padding mask)
+    hold ``k`` stacked copies of the batch; the entries before ``start`` are not read by the call using it."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    entries = [
+        e if i < start else TransformerLensKeyValueCacheEntry(e.past_keys.repeat(k, 1, 1, 1),
+                                                              e.past_values.repeat(k, 1, 1, 1), frozen=True)
+        for i, e in enumerate(cache.entries)
+    ]  # fmt: skip
+    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask.repeat(k, 1), frozen=True)
 
 
 def sample_next(logits: Tensor, gen_kwargs: dict) -> Tensor:

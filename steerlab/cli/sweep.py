@@ -7,13 +7,24 @@ directions of the same norm, with per-label effects and the minimum detectable e
 ``choice`` (behaviour probability or MCQ accuracy), ``loglik`` (text-label log-likelihood) and
 ``generate`` (open-ended generations from a prompts file, scored by ``--scorer``).
 
+Many workers share one ``--out`` (`steerlab.claims`): ``--workers N`` starts N-1 helper processes beside
+this one (one thread each); ``--shard I/N`` makes this process one job of an array. The vector is
+extracted once per folder (by the first worker; the others load it), then every worker runs the protocol
+on the shared folder, claiming cells. The rule for ``--shard``: a job computes its share of the
+validation grid, then exits if other validation cells are still missing (exit status 0, saying so); the
+job that finds the grid complete (the last) chooses the cell, computes the test cells and writes the
+outputs. Without ``--shard`` every worker waits for the cells others hold; the main process writes the
+outputs.
+
 This module reads the options, checks them before the model loads, writes the files and prints.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from enum import StrEnum
@@ -32,6 +43,7 @@ from steerlab.cli.main import (
     parse_layers,
     set_threads,
 )  # fmt: skip
+from steerlab.cli.workers import helpers
 from steerlab.errors import SteerlabError
 
 
@@ -128,7 +140,17 @@ def sweep(
         32, "--batch-size", min=1, help="Prompts per forward pass (larger batches amortise per-call overhead)."
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: the best available)."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP + " Per worker with --workers."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Local worker processes sharing --out (1 thread each unless --threads)."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="I/N: this job computes shard I of N of the validation grid (array jobs: "
+        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); the job that finds the grid complete writes the outputs.",
+    ),  # fmt: skip
+    stale_after: float = typer.Option(
+        600.0, "--stale-after", min=1.0, help="Seconds without a heartbeat before a dead worker's cell is taken over."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Extract a steering vector at many layers and test whether it steers, under the evaluation protocol.
@@ -138,18 +160,25 @@ def sweep(
     effect; on test it measures that cell's effect with a 95% interval beside the band of random directions
     of the same norm, per answer label, with the minimum detectable effect, and prints a one-line verdict.
     Writes results.csv (one row per item x cell), effects.csv, summary.json and the oriented vector.
+    Several processes or array jobs may share --out (--workers, --shard); each cell is computed once.
     """
+    from steerlab.claims import GridIncomplete, parse_shard
+
     with clean_errors():
-        set_threads(threads)
-        summary = run_sweep(
-            data=data, fmt=fmt.value, method=method.value.replace("-", "_"), model=model, backend=backend.value,
-            layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
-            evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
-            positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
-            sides=sides.value,
-            n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
-            device=device, progress=progress,
-        )  # fmt: skip
+        try:
+            summary = run_sweep(
+                data=data, fmt=fmt.value, method=method.value.replace("-", "_"), model=model, backend=backend.value,
+                layers=layers, fractions=None if coeffs is not None else fractions, coeffs=coeffs, out=out,
+                evaluation=evaluation.value, prompts=prompts, scorer=scorer, max_new_tokens=max_new_tokens,
+                positions=positions.value, controls=controls, control_scope=control_scope.value, orient_at=orient_at,
+                sides=sides.value,
+                n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, site_kind=site, batch_size=batch_size,
+                device=device, progress=progress, threads=threads, workers=workers,
+                shard=parse_shard(shard) if shard is not None else None, stale_after=stale_after,
+            )  # fmt: skip
+        except GridIncomplete as done:
+            typer.echo(f"{done}\nno outputs from this job: the job that completes the grid writes them")
+            return
         _print_summary(summary)
 
 
@@ -278,10 +307,22 @@ def run_sweep(
     batch_size: int = 32,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """The work of ``steerlab sweep`` (see its help); returns the summary it writes to ``out/summary.json``."""
+    threads: int | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    stale_after: float = 600.0,
+    gather: bool = True,
+) -> dict[str, Any] | None:
+    """The work of ``steerlab sweep`` (see its help); returns the summary it writes to ``out/summary.json``.
+
+    ``workers > 1`` starts ``workers - 1`` helper processes on the same folder (``threads`` each, default 1,
+    as this process then). ``gather=False`` (a helper) computes cells and writes no outputs (returns None).
+    Raises `steerlab.claims.GridIncomplete` when a ``shard`` is done but other validation cells are not.
+    """
+    options = dict(locals())  # the arguments, for the helper processes
     from steerlab.sites import AFTER_INSTRUCTION, ALL, LAST_PROMPT, Site
 
+    set_threads(threads if threads is not None or workers == 1 else 1)
     evaluation = _check_options(fmt, method, evaluation, positions, prompts, out)
     existed = out.exists()
     output_folder(out)  # paths first: a bad --out fails before the data are read ...
@@ -319,7 +360,7 @@ def run_sweep(
                 "more records of each label (at least 10 for a 60/20/20 split) or raise the --n-* caps"
             )
     out = output_folder(out)
-    _claim_run(out, {
+    run_id = _claim_run(out, {
         "data": str(data.resolve()), "format": fmt, "method": method, "model": model, "backend": backend,
         "layers": layers, "fractions": fracs, "coeffs": raw, "eval": evaluation, "prompts": str(prompts),
         "scorer": scorer, "max_new_tokens": max_new_tokens, "positions": positions, "controls": controls,
@@ -330,24 +371,26 @@ def run_sweep(
     from steerlab.models import load_model
 
     timings: dict[str, float] = {}
-    with _timed(timings, "load"):
-        lm = load_model(model, backend=backend, device=device)
-    sites = [Site(layer, site_kind) for layer in parse_layers(layers, lm.n_layers, lm.name)]
-    vec, acts = _extract(lm, fmt, method, parts, sites, seed, f"{fmt}:{data.name}", batch_size, progress, timings)
-    val_task, test_task, n_gen = _tasks(lm, fmt, evaluation, parts, gen_prompts, score, max_new_tokens, seed,
-                                        (n_val, n_test), batch_size)  # fmt: skip
+    with helpers(workers - 1, options, threads):
+        with _timed(timings, "load"):
+            lm = load_model(model, backend=backend, device=device)
+        sites = [Site(layer, site_kind) for layer in parse_layers(layers, lm.n_layers, lm.name)]
+        vec, scores = _shared_vector(lm, fmt, method, parts, sites, seed, f"{fmt}:{data.name}", batch_size, progress,
+                                     timings, out / "train", run_id, stale_after)  # fmt: skip
+        val_task, test_task, n_gen = _tasks(lm, fmt, evaluation, parts, gen_prompts, score, max_new_tokens, seed,
+                                            (n_val, n_test), batch_size)  # fmt: skip
 
-    from steerlab.protocol import evaluate_vector
+        from steerlab.protocol import evaluate_vector
 
-    with _timed(timings, "protocol"):
-        res = evaluate_vector(
-            lm, vec, val_task, test_task, fractions=fracs, coeffs=raw, positions=steer_at, controls=controls,
-            control_scope=control_scope, control_seed=seed, orient_at=orient_at, sides=sides, out=out,
-            progress=progress,
-        )  # fmt: skip
-    from steerlab.sweeps import layer_scores
-
-    _write_outputs(lm, res, layer_scores(acts.pos, acts.neg) if acts is not None else None, out, data)
+        with _timed(timings, "protocol"):
+            res = evaluate_vector(
+                lm, vec, val_task, test_task, fractions=fracs, coeffs=raw, positions=steer_at, controls=controls,
+                control_scope=control_scope, control_seed=seed, orient_at=orient_at, sides=sides, out=out,
+                shard=shard, stale_after=stale_after, progress=progress,
+            )  # fmt: skip
+    if not gather:
+        return None
+    _write_outputs(lm, res, scores, out, data)
     summary = {
         "data": str(data), "format": fmt, "eval": evaluation, "model": lm.name, "backend": lm.kind,
         "method": vec.provenance.method, "layers": [s.layer for s in vec.sites], "n_train": len(parts["train"]),
@@ -358,24 +401,60 @@ def run_sweep(
     return summary
 
 
-def _claim_run(out: Path, settings: dict[str, Any]) -> None:
+def _shared_vector(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings, folder: Path,
+                   run_id: str, stale_after: float):  # fmt: skip
+    """The vector and the layer scores (or None), extracted once per run folder: the first worker extracts and
+    saves them in ``folder`` (a claimed cell), the others load them, so every worker and shard steers with the
+    same vector (extractions on two GPUs can differ in the last digits)."""
+    import pandas as pd
+
+    from steerlab.claims import CellStore, run_cells
+    from steerlab.sweeps import layer_scores
+    from steerlab.vectors import SteeringVector
+
+    stem = folder / f"vector-{run_id}"
+
+    def extract(_: str) -> pd.DataFrame:
+        vec, acts = _extract(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings)
+        vec.save(stem)
+        return layer_scores(acts.pos, acts.neg) if acts is not None else pd.DataFrame()
+
+    scores = run_cells(CellStore(folder, stale_after=stale_after), [f"extract|{run_id}"], extract,
+                       progress=False)[f"extract|{run_id}"]  # fmt: skip
+    return SteeringVector.load(stem), None if scores.empty else scores
+
+
+def _claim_run(out: Path, settings: dict[str, Any]) -> str:
     """Write ``out/run.json`` with the settings of this run, or refuse a rerun into ``out`` with other settings (its
-    results.csv and summary.json would replace the earlier run's). The same settings resume the earlier run."""
+    results.csv and summary.json would replace the earlier run's). The same settings resume the earlier run.
+    Returns a short hash of the settings (it names the extracted vector)."""
     path = out / "run.json"
     settings = json.loads(json.dumps(settings))  # as it reads back: tuples become lists
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise SteerlabError(f"{path} is not valid JSON; delete it (or the folder) to start afresh") from None
-        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
-        if changed:
-            raise SteerlabError(
-                f"--out {out} holds a sweep run with different settings ({', '.join(changed)}): its results would be "
-                "replaced; give another --out, or delete the folder to start again (the same settings resume it)"
-            )
-        return
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    run_id = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    tmp = out / f".run.{os.getpid()}.{time.time_ns()}.tmp"
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    try:
+        os.link(tmp, path)  # atomic and exclusive: array jobs starting together agree on one file
+        return run_id
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: first come, first written
+        if not path.exists():
+            os.replace(tmp, path)
+            return run_id
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise SteerlabError(f"{path} is not valid JSON; delete it (or the folder) to start afresh") from None
+    changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
+    if changed:
+        raise SteerlabError(
+            f"--out {out} holds a sweep run with different settings ({', '.join(changed)}): its results would be "
+            "replaced; give another --out, or delete the folder to start again (the same settings resume it)"
+        )
+    return run_id
 
 
 def _extract(lm, fmt, method, parts, sites, seed, dataset, batch_size, progress, timings):

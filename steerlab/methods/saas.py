@@ -220,7 +220,7 @@ def aggregate_scores(
 def softmax_weights(scores: Sequence[float] | np.ndarray | Tensor, t: float) -> Float[Tensor, " n"]:
     """``softmax(scores / t)`` in float64. ``t = inf`` gives uniform weights; ``t = 0`` splits the weight
     evenly over the top-scoring instances (the limits of the softmax)."""
-    s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    s = torch.as_tensor(np.array(scores, dtype=np.float64))
     if s.ndim != 1 or s.numel() == 0:
         raise SteerlabError(f"scores must be a non-empty 1-D sequence, got shape {tuple(s.shape)}")
     if not (isinstance(t, int | float) and t >= 0) or math.isnan(t):

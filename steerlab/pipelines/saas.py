@@ -1,21 +1,32 @@
-"""The SAAS experiment: seeded 7:2:1 splits, every method's vector per split, layer and temperature
-chosen on validation, and behaviour probability on test (SAAS, "Instance-Semantic Attribution for
-Activation Steering in Large Language Models", anonymous ACL submission).
+"""The SAAS experiment's data and vectors: label-balanced splits, training activations, every method's vector
+(SAAS, "Instance-Semantic Attribution for Activation Steering in Large Language Models", anonymous ACL
+submission, Table 1).
 
-Per behaviour, `prepare` collects the pooled pairs' activations at the candidate layers once and the
-unsteered model's answer logits (for the logit-diff and conf baselines). Per split, `run_split`
+Per behaviour:
 
-1. builds the vectors on the training part: Base (none), CAA, PCA-center, PCA-diff, BiPO (one layer),
-   logit-diff, conf and SAAS (plus any `SaasVariant` for ablations);
-2. scales every direction to ``fraction`` x the mean residual norm at its layer (the strengths of this
-   135M model's raw vectors are too small to act at +-1; see notebook 02), so ``alpha = +-1`` means
-   ``+-fraction |resid|`` for every method and methods differ only in direction;
-3. evaluates each (method, layer, t) at ``alpha = -1, +1`` on validation, picks per method the cell
-   with the largest ``p(+1) - p(-1)``, and evaluates that cell (and Base) on the test part.
+1. `split_pairs`: disjoint train / validation / test parts, each label-balanced (as many items whose
+   behaviour-matching answer is "Yes" as "No", or "(A)" as "(B)"), so a model that always gives one answer
+   scores exactly 0.5 and a push towards one answer token cannot pass for steering;
+2. `prepare`: the training pairs' activations at the answer token at every candidate layer (SAAS's local
+   vectors ``v_i = a(q_i || y+) - a(q_i || y-)``) and, for the weighted heuristics, the unsteered model's
+   answer logits;
+3. `build_vectors`: one raw `SteeringVector` per method (directions at every candidate layer): CAA,
+   PCA-center, PCA-diff, logit-diff, conf and the SAAS weightings (`SaasVariant`: agent scores, eligibility
+   on or off, one vector per temperature). A strength is applied later as a fraction of the site's typical
+   token norm (`steerlab.scale`), so methods differ only in direction.
 
-Temperatures are given relative to the spread of the scores: ``t = tau * std(s)`` over the eligible
-training instances (SAAS) or all training instances (logit-diff), so one grid fits any agent's scale.
-Output rows are tidy: ``behaviour, split, method, layer, tau, coeff, stage, example_id, p_behaviour``.
+`steerlab.pipelines.saas_compare` then orients, chooses and tests them through `steerlab.sweeps.sweep`.
+
+Vector names: the method, and for methods with a temperature ``@tau`` in units of the spread of the
+scores (``t = tau x std(s)`` over the eligible training instances; ``inf``: uniform weights), e.g.
+``"caa"``, ``"logit_diff@1"``, ``"saas@0.3"``, ``"uniform@inf"``; `family` strips the temperature.
+
+Example:
+    >>> train, val, test = split_pairs(load_persona("openness"), 128, 40, 100)           # doctest: +SKIP
+    >>> data = prepare(lm, train, [12, 16])                                              # doctest: +SKIP
+    >>> built = build_vectors(lm, data, SaasConfig(layers=(12, 16)), [SaasVariant("saas", scores, c)])  # doctest: +SKIP
+    >>> sorted(built.vectors)                                                            # doctest: +SKIP
+    ['caa', 'conf', 'logit_diff@1', 'pca_center', 'pca_diff', 'saas@0.3', 'saas@1', 'saas@3']
 """
 
 from __future__ import annotations
@@ -23,300 +34,211 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from steerlab.activations import PairActivations, collect_pairs
 from steerlab.backends.base import Backend
+from steerlab.data import Split, balanced_split
 from steerlab.errors import SteerlabError
-from steerlab.interventions import steer
 from steerlab.methods import linear
 from steerlab.methods import saas as S
-from steerlab.sites import LAST_PROMPT, Site
-from steerlab.tasks import ChoiceTask
+from steerlab.sites import Site
+from steerlab.tasks import ChoiceTask, answer_label
+from steerlab.vectors import SteeringVector
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("caa", "pca_center", "pca_diff", "bipo", "logit_diff", "conf")
+__all__ = ["BASELINES", "Built", "SaasConfig", "SaasVariant", "TrainData", "build_vectors", "family", "prepare",
+           "split_pairs", "vector_name"]  # fmt: skip
+
+BASELINES = ("caa", "pca_center", "pca_diff", "logit_diff", "conf")
+"""The paper's baselines computed from activations (BiPO trains through the model: `steerlab.methods.bipo`)."""
 
 
 @dataclass(frozen=True)
 class SaasConfig:
-    """Settings of one SAAS comparison (defaults: the budget of notebook 07)."""
+    """Settings of one SAAS comparison (defaults: notebook 07's budget on SmolLM2-135M)."""
 
-    layers: tuple[int, ...] = (10, 14, 18)  # candidate layers, chosen on validation per method
-    taus: tuple[float, ...] = (0.3, 1.0, 3.0)  # SAAS temperatures, in units of std(s)
-    logit_taus: tuple[float, ...] = (1.0,)  # logit-diff temperatures, in units of std(logit diff)
-    fraction: float = 0.5  # |v| = fraction x mean residual norm at the layer
-    n_splits: int = 5
-    ratios: tuple[int, int, int] = (7, 2, 1)
-    baselines: tuple[str, ...] = BASELINES
-    bipo_layer: int = 12
-    bipo_pairs: int = 8
-    bipo_epochs: int = 1
-    shrinkage: float | str = "ledoit-wolf"
-    seed: int = 0
+    layers: tuple[int, ...] = (12, 16)  # candidate layers; each method's is chosen on validation
+    baselines: tuple[str, ...] = BASELINES  # which of BASELINES to build
+    taus: tuple[float, ...] = (0.3, 1.0, 3.0)  # SAAS temperatures, in units of std(s); chosen on validation
+    logit_tau: float = 1.0  # logit-diff temperature, in units of std(logit diff) over the training pairs
+    fraction: float = 0.5  # |strength| as a fraction of the typical token norm: orientation at +-f, test at +f
+    controls: int = 8  # norm-matched random directions at each tested cell (the random band)
+    select: str = "labels"  # validation rule: "labels" (largest minimum over answer labels) or "effect"
+    shrinkage: float | str = "ledoit-wolf"  # of the Fisher discriminant in the eligibility test
+    seed: int = 0  # splits, eligibility folds and random directions
     batch_size: int = 32
 
-
-@dataclass(frozen=True)
-class Cell:
-    """One candidate direction of a split: a method's vector at a layer and temperature.
-
-    ``tau`` is ``None`` for methods without a temperature (CAA, PCA, BiPO, conf) and ``inf`` for
-    uniform weights (a `SaasVariant` without scores). A NaN ``tau``, as the tidy result rows hold it,
-    reads as ``None``, so a row of `chosen_cells` or `effects` names its direction directly:
-
-        >>> c = chosen_cells(rows).iloc[0]                       # doctest: +SKIP
-        >>> directions[Cell(c.method, c.layer, c.tau)]           # doctest: +SKIP
-    """
-
-    method: str
-    layer: int
-    tau: float | None = None
-
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layer", int(self.layer))
-        tau = None if self.tau is None or math.isnan(float(self.tau)) else float(self.tau)
-        object.__setattr__(self, "tau", tau)
-
-    @property
-    def site(self) -> Site:
-        """The residual-stream site the direction is added at."""
-        return Site(self.layer)
-
-    @property
-    def row_tau(self) -> float:
-        """``tau`` as the result rows hold it (NaN for ``None``)."""
-        return math.nan if self.tau is None else self.tau
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise SteerlabError(f"unknown baselines {unknown}; valid: {', '.join(BASELINES)}")
+        if not self.layers:
+            raise SteerlabError("give at least one candidate layer, e.g. layers=(12, 16)")
+        if not (math.isfinite(self.fraction) and self.fraction > 0):
+            raise SteerlabError(f"fraction must be a positive fraction of the typical norm (e.g. 0.5), got "
+                                f"{self.fraction}")  # fmt: skip
+        if self.select not in ("labels", "effect"):
+            raise SteerlabError(f"unknown select {self.select!r}; valid: 'labels', 'effect'")
+        if any(not (t > 0) for t in self.taus) or not self.logit_tau > 0:
+            raise SteerlabError(f"temperatures must be > 0 (inf for uniform), got taus {self.taus}, logit_tau "
+                                f"{self.logit_tau}")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SaasVariant:
-    """One SAAS weighting: Agent-3 ``scores`` ``(n_pool, K)`` with ``contributions`` ``(K,)``; ``scores=None``
-    means uniform weights; ``eligibility=False`` skips the eligibility filter."""
+    """One SAAS weighting: Agent-3 ``scores`` ``(n_train, K)`` with ``contributions`` ``(K,)`` (None: all 1);
+    ``scores=None`` means uniform weights (``tau = inf``); ``eligibility=False`` skips the eligibility filter;
+    ``taus`` overrides the config's temperatures."""
 
     name: str
     scores: np.ndarray | None
     contributions: np.ndarray | None = None
     eligibility: bool = True
-    taus: tuple[float, ...] | None = None  # temperatures for this variant (default: the config's)
+    taus: tuple[float, ...] | None = None
 
-    def instance_scores(self, idx: np.ndarray) -> np.ndarray | None:
+    def instance_scores(self) -> np.ndarray | None:
+        """``s_i = sum_k c_k s_i^k`` (None for uniform weights)."""
         if self.scores is None:
             return None
         c = np.ones(self.scores.shape[1]) if self.contributions is None else self.contributions
-        return S.aggregate_scores(self.scores[idx], c)
+        return S.aggregate_scores(self.scores, c)
 
 
 @dataclass
-class Prepared:
-    """A behaviour's pooled pairs, their activations at the candidate layers, and unsteered answer logits."""
+class TrainData:
+    """Training pairs, their answer-token activations at the candidate layers and the unsteered answer logits
+    (``logit_diff``, ``p_behaviour``: None when no weighted heuristic needs them)."""
 
-    behaviour: str
     pairs: list
     acts: PairActivations
-    logit_diff: np.ndarray
-    p_behaviour: np.ndarray
-    extra_test: list = field(default_factory=list)
+    logit_diff: np.ndarray | None = None
+    p_behaviour: np.ndarray | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Each pair's behaviour-matching answer ("Yes"/"No", "A"/"B")."""
+        return np.array([answer_label(p.positive) for p in self.pairs])
 
 
-def split_indices(n: int, n_splits: int = 5, ratios: Sequence[int] = (7, 2, 1), seed: int = 0):
-    """``n_splits`` seeded random (train, val, test) index splits of ``range(n)`` in the given ratios."""
-    if n < sum(ratios):
-        raise SteerlabError(f"{n} pairs cannot be split {':'.join(map(str, ratios))}; give at least {sum(ratios)}")
-    n_val = round(n * ratios[1] / sum(ratios))
-    n_test = round(n * ratios[2] / sum(ratios))
-    out = []
-    for k in range(n_splits):
-        order = np.random.default_rng(seed + k).permutation(n)
-        out.append((np.sort(order[n_val + n_test :]), np.sort(order[:n_val]), np.sort(order[n_val : n_val + n_test])))
-    return out
+@dataclass
+class Built:
+    """`build_vectors`' output: raw vectors by name, the eligibility test per layer, and the instance weights."""
+
+    vectors: dict[str, SteeringVector]
+    eligibility: pd.DataFrame  # per layer x instance: label, separable, consistent, eligible, cos_mean
+    weights: pd.DataFrame  # per weighted vector x layer x instance: name, layer, instance, label, weight
 
 
-def prepare(backend: Backend, behaviour: str, pairs: Sequence, layers: Sequence[int], *, extra_test: Sequence = (),
-            batch_size: int = 32, progress: bool = False) -> Prepared:  # fmt: skip
-    """Activations of the pooled pairs at ``layers`` (answer token) and the unsteered logit differences."""
+def vector_name(method: str, tau: float | None = None) -> str:
+    """``"caa"``, ``"saas@0.3"``, ``"uniform@inf"``: a method and its temperature."""
+    return method if tau is None else f"{method}@{tau:g}"
+
+
+def family(name: str) -> str:
+    """The method of a vector name: ``"saas@0.3" -> "saas"``."""
+    return name.split("@")[0]
+
+
+def split_pairs(pairs: Sequence, n_train: int, n_val: int, n_test: int, seed: int = 0) -> Split:
+    """Disjoint train / validation / test parts of the given sizes, each label-balanced (`balanced_split`).
+
+    Each part alternates the two answers (every prefix of a part is balanced too), so odd sizes differ by
+    one item. Raises `steerlab.data.DataError` when either answer has too few pairs.
+    """
+    sizes = (n_train, n_val, n_test)
+    if any(not isinstance(n, int) or n < 2 for n in sizes):
+        raise SteerlabError(f"split sizes must be ints >= 2 (train, val, test), got {sizes}")
+    return Split(*balanced_split(list(pairs), list(sizes), seed=seed))
+
+
+def prepare(backend: Backend, pairs: Sequence, layers: Sequence[int], *, logits: bool = True, batch_size: int = 32,
+            progress: bool = False) -> TrainData:  # fmt: skip
+    """Answer-token activations of ``pairs`` at ``layers`` and (``logits=True``) the unsteered answer logits."""
     pairs = list(pairs)
     acts = collect_pairs(backend, pairs, [Site(layer) for layer in layers], batch_size=batch_size, progress=progress)
+    if not logits:
+        return TrainData(pairs, acts)
     base = ChoiceTask.from_pairs(backend, pairs, batch_size=batch_size).evaluate()
-    wide = base.assign(i=np.repeat(np.arange(len(pairs)), 2)).pivot(index="i", columns="metric", values="value")
-    return Prepared(behaviour, pairs, acts, wide.logit_diff.to_numpy(), wide.p_behaviour.to_numpy(), list(extra_test))
+    wide = {m: base[base.metric == m].value.to_numpy(copy=True) for m in ("logit_diff", "p_behaviour")}
+    return TrainData(pairs, acts, wide["logit_diff"], wide["p_behaviour"])
 
 
-def _unit_scaled(v: torch.Tensor, norm: float, fraction: float) -> torch.Tensor:
-    return (v.double() / v.double().norm() * fraction * norm).float()
+def _provenance(backend: Backend | None, d_model: int, name: str, data: TrainData, **extra):
+    from steerlab.extraction import provenance
+    from steerlab.vectors import Provenance
+
+    if backend is None:  # unit tests on activations alone
+        return Provenance(model="none", d_model=d_model, method=name, n_pairs=len(data.pairs), extra=extra)
+    return provenance(backend, name, data.pairs, dataset=None, read="completion_last", **extra)
 
 
-def split_directions(backend: Backend, prep: Prepared, train: np.ndarray, cfg: SaasConfig,
-                     variants: Sequence[SaasVariant], *, progress: bool = False):  # fmt: skip
-    """Directions ``{Cell: Tensor}`` (scaled), eligibility reports ``{(variant, layer): df}`` and the SAAS
-    variants' instance weights ``{Cell: array}``."""
-    dirs: dict[Cell, torch.Tensor] = {}
-    reports: dict[tuple[str, int], pd.DataFrame] = {}
-    weights: dict[Cell, np.ndarray] = {}
+def build_vectors(backend: Backend | None, data: TrainData, cfg: SaasConfig,
+                  variants: Sequence[SaasVariant] = ()) -> Built:  # fmt: skip
+    """Every method's raw vector (a weighted or principal direction of the local vectors) at every layer.
+
+    Args:
+        backend: The model (for the vectors' provenance); None in unit tests.
+        data: `prepare`'s output for the training pairs.
+        cfg: The baselines, temperatures, shrinkage and seed.
+        variants: SAAS weightings (the paper's SAAS, and the ablations of Table 2).
+
+    Returns:
+        A `Built`: ``vectors`` by `vector_name`, each with a direction at every layer of ``cfg.layers``.
+    """
+    need = {"logit_diff", "conf"} & set(cfg.baselines)
+    if need and data.logit_diff is None:
+        raise SteerlabError(f"{sorted(need)} weight instances by the unsteered answer logits; "
+                            "call prepare(..., logits=True)")
+    dirs: dict[str, dict[Site, torch.Tensor]] = {}
+    extra: dict[str, dict] = {}
+    elig_rows, weight_rows = [], []
+    labels = data.labels
     for layer in cfg.layers:
         site = Site(layer)
-        pos, neg = prep.acts.pos[site][train].double(), prep.acts.neg[site][train].double()
-        norm = float(torch.cat([pos, neg]).norm(dim=-1).mean())
-        local = pos - neg
-        raw: dict[Cell, torch.Tensor] = {}
+        if site not in data.acts.pos:
+            raise SteerlabError(f"layer {layer} is not among the prepared layers {[s.layer for s in data.acts.sites]}")
+        pos, neg = data.acts.pos[site].double(), data.acts.neg[site].double()
+        local = S.local_vectors(pos, neg)
+        raw: dict[str, torch.Tensor] = {}
+        weights: dict[str, torch.Tensor] = {}
         if "caa" in cfg.baselines:
-            raw[Cell("caa", layer)] = local.mean(0)
+            raw["caa"] = local.mean(0)
         for m in ("pca_center", "pca_diff"):
             if m in cfg.baselines:
-                raw[Cell(m, layer)] = getattr(linear, m)(pos, neg).double()
+                raw[m] = getattr(linear, m)(pos, neg).double()
         if "logit_diff" in cfg.baselines:
-            ld = prep.logit_diff[train]
-            for tau in cfg.logit_taus:
-                w = S.logit_diff_weights(ld, tau * ld.std())
-                raw[Cell("logit_diff", layer, tau)] = S.weighted_vector(local, w).double()
+            ld = data.logit_diff
+            weights[vector_name("logit_diff", cfg.logit_tau)] = S.logit_diff_weights(ld, cfg.logit_tau * ld.std())
         if "conf" in cfg.baselines:
-            raw[Cell("conf", layer)] = S.weighted_vector(local, S.conf_weights(prep.p_behaviour[train])).double()
-        report = S.eligibility(pos, neg, shrinkage=cfg.shrinkage)
+            weights["conf"] = S.conf_weights(data.p_behaviour)
+        report = S.eligibility(pos, neg, shrinkage=cfg.shrinkage, seed=cfg.seed) if variants else None
+        if report is not None:
+            elig_rows.append(report.assign(layer=layer, label=labels, shrinkage=report.attrs["shrinkage"]))
         for var in variants:
-            reports[(var.name, layer)] = report
-            elig = report.eligible.to_numpy() if var.eligibility else np.ones(len(train), bool)
-            s = var.instance_scores(train)
+            elig = report.eligible.to_numpy() if var.eligibility else np.ones(len(pos), bool)
+            s = var.instance_scores()
             for tau in [math.inf] if s is None else (var.taus or cfg.taus):
                 t = math.inf if s is None else tau * max(float(s[elig].std()), 1e-12)
-                w = S.saas_weights(np.zeros(len(train)) if s is None else s, elig, t)
-                raw[Cell(var.name, layer, tau)] = S.weighted_vector(local, w).double()
-                weights[Cell(var.name, layer, tau)] = w.numpy()
-        for key, v in raw.items():
-            dirs[key] = _unit_scaled(v, norm, cfg.fraction)
-    if "bipo" in cfg.baselines:
-        from steerlab.methods.bipo import train_bipo
+                name = vector_name(var.name, tau)
+                weights[name] = S.saas_weights(np.zeros(len(pos)) if s is None else s, elig, t)
+                extra[name] = {"tau": tau, "eligibility": var.eligibility, "eligible_share": float(elig.mean())}
+        for name, w in weights.items():
+            raw[name] = S.weighted_vector(local, w).double()
+            weight_rows.append(pd.DataFrame({"name": name, "layer": layer, "instance": np.arange(len(w)),
+                                             "label": labels, "weight": w.numpy()}))  # fmt: skip
+        for name, v in raw.items():
+            dirs.setdefault(name, {})[site] = v.float()
+    width = data.acts.pos[Site(cfg.layers[0])].shape[1]
+    vectors = {name: SteeringVector(d, _provenance(backend, width, family(name), data, vector=name,
+                                                   **extra.get(name, {})))
+               for name, d in dirs.items()}  # fmt: skip
+    elig = pd.concat(elig_rows, ignore_index=True) if elig_rows else pd.DataFrame()
+    weights_df = pd.concat(weight_rows, ignore_index=True) if weight_rows else pd.DataFrame()
+    return Built(vectors, elig, weights_df)
 
-        site = Site(cfg.bipo_layer)
-        if site not in prep.acts.pos:
-            raise SteerlabError(f"bipo_layer {cfg.bipo_layer} is not among the collected layers {list(cfg.layers)}")
-        norm = float(torch.cat([prep.acts.pos[site][train], prep.acts.neg[site][train]]).norm(dim=-1).mean())
-        bipo_train = [prep.pairs[i] for i in train[: cfg.bipo_pairs]]
-        v, _ = train_bipo(backend, bipo_train, site, epochs=cfg.bipo_epochs, seed=cfg.seed, progress=progress)
-        dirs[Cell("bipo", cfg.bipo_layer)] = _unit_scaled(v, norm, cfg.fraction)
-    return dirs, reports, weights
-
-
-def _rows(task: ChoiceTask, direction: torch.Tensor | None, layer: int, coeff: float, ids: Sequence) -> pd.DataFrame:
-    edits = () if direction is None else steer({Site(layer): direction}, coeff, positions=LAST_PROMPT)
-    df = task.evaluate(edits, reuse_prefix=True)
-    df = df[df.metric == "p_behaviour"].reset_index(drop=True)
-    return pd.DataFrame({"example_id": list(ids), "p_behaviour": df.value.to_numpy(), "coeff": coeff})
-
-
-def run_split(backend: Backend, prep: Prepared, split: int, indices, cfg: SaasConfig,
-              variants: Sequence[SaasVariant], *, test_grid: Sequence[str] = (), progress: bool = False,
-              test_task: ChoiceTask | None = None):  # fmt: skip
-    """One split: vectors on train, (layer, tau) per method chosen on validation, chosen cells on test.
-
-    Methods named in ``test_grid`` are evaluated on test at every (layer, tau) too (for the by-layer and
-    by-temperature figures). ``test_task``: a prepared task for ``prep.extra_test`` (shared by all splits,
-    so its prompts' key/value cache is computed once). Returns ``(rows, eligibility, directions, weights)``,
-    the directions and weights keyed by `Cell`.
-    """
-    train, val, test = indices
-    dirs, reports, weights = split_directions(backend, prep, train, cfg, variants, progress=progress)
-    tests = [prep.pairs[i] for i in test] if not prep.extra_test else prep.extra_test
-    test_ids = list(test) if not prep.extra_test else [f"x{i}" for i in range(len(prep.extra_test))]
-    vals = [prep.pairs[i] for i in val]
-    test_task = test_task or ChoiceTask.from_pairs(backend, tests, batch_size=cfg.batch_size)
-    tasks = {"val": (ChoiceTask.from_pairs(backend, vals, batch_size=cfg.batch_size), list(val)),
-             "test": (test_task, test_ids)}  # fmt: skip
-    frames = []
-
-    def evaluate(stage: str, key: Cell | None, coeff: float) -> None:
-        """Rows of one cell (``None``: the unsteered model) at one strength."""
-        task, ids = tasks[stage]
-        direction, layer = (None, -1) if key is None else (dirs[key], key.layer)
-        method, tau = ("base", math.nan) if key is None else (key.method, key.row_tau)
-        rows = _rows(task, direction, layer, coeff, ids)
-        frames.append(rows.assign(method=method, layer=layer, tau=tau, stage=stage))
-
-    for stage in ("val", "test"):
-        evaluate(stage, None, 0.0)
-    for key in tqdm(dirs, desc=f"split {split} val", disable=not progress):
-        for coeff in (-1.0, 1.0):
-            evaluate("val", key, coeff)
-    val_rows = pd.concat(frames, ignore_index=True)
-    eff = _effects(val_rows[val_rows.stage == "val"])
-    chosen = eff.loc[eff.groupby("method").effect.idxmax()]
-    done = [Cell(r.method, r.layer, r.tau) for r in chosen.itertuples()]
-    for key in [*done, *(k for k in dirs if k.method in test_grid and k not in done)]:
-        for coeff in (-1.0, 1.0):
-            evaluate("test", key, coeff)
-    rows = pd.concat(frames, ignore_index=True).assign(behaviour=prep.behaviour, split=split)
-    rows["chosen"] = _mark_chosen(rows, chosen)
-    elig = pd.concat([_elig_row(rep, v, la) for (v, la), rep in reports.items()], ignore_index=True)
-    return rows, elig.assign(behaviour=prep.behaviour, split=split), dirs, weights
-
-
-def _mark_chosen(rows: pd.DataFrame, chosen: pd.DataFrame) -> np.ndarray:
-    tau = rows.tau.fillna(-1.0)
-    ok = rows.method.eq("base").to_numpy().copy()
-    for _, r in chosen.iterrows():
-        ok |= (
-            rows.method.eq(r.method) & rows.layer.eq(r.layer) & tau.eq(-1.0 if math.isnan(r.tau) else r.tau)
-        ).to_numpy()
-    return ok
-
-
-def _elig_row(report: pd.DataFrame, variant: str, layer: int) -> pd.DataFrame:
-    return pd.DataFrame([{"variant": variant, "layer": layer, **S.eligibility_summary(report),
-                          "shrinkage": report.attrs["shrinkage"]}])  # fmt: skip
-
-
-def _effects(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean p(+1) - p(-1) per (method, layer, tau), from per-example rows."""
-    d = rows[rows.method != "base"].assign(tau=rows.tau.fillna(-1.0))
-    means = d.groupby(["method", "layer", "tau", "coeff"]).p_behaviour.mean().unstack("coeff")
-    out = (means[1.0] - means[-1.0]).rename("effect").reset_index()
-    out["tau"] = out.tau.replace(-1.0, math.nan)
-    return out
-
-
-def effects(rows: pd.DataFrame, stage: str = "test") -> pd.DataFrame:
-    """Per (behaviour, split, method, layer, tau): mean p at -1 and +1 and the effect, on ``stage``."""
-    d = rows[(rows.stage == stage) & (rows.method != "base")].assign(tau=rows.tau.fillna(-1.0))
-    keys = ["behaviour", "split", "method", "layer", "tau"]
-    w = d.groupby([*keys, "coeff"]).p_behaviour.mean().unstack("coeff").rename(columns={-1.0: "p_minus", 1.0: "p_plus"})
-    w = w.reset_index()
-    w["effect"] = w.p_plus - w.p_minus
-    w["tau"] = w.tau.replace(-1.0, math.nan)
-    return w
-
-
-def run_behaviour(backend: Backend, prep: Prepared, cfg: SaasConfig, variants: Sequence[SaasVariant], *,
-                  test_grid: Sequence[str] = (), progress: bool = False):  # fmt: skip
-    """All splits of one behaviour: ``(rows, eligibility, directions, weights, splits)``, the last three per split
-    (directions and weights keyed by `Cell`)."""
-    splits = split_indices(len(prep.pairs), cfg.n_splits, cfg.ratios, cfg.seed)
-    shared = ChoiceTask.from_pairs(backend, prep.extra_test, batch_size=cfg.batch_size) if prep.extra_test else None
-    out = [run_split(backend, prep, k, idx, cfg, variants, test_grid=test_grid, progress=progress, test_task=shared)
-           for k, idx in enumerate(splits)]  # fmt: skip
-    rows = pd.concat([o[0] for o in out], ignore_index=True)
-    elig = pd.concat([o[1] for o in out], ignore_index=True)
-    return rows, elig, [o[2] for o in out], [o[3] for o in out], splits
-
-
-def test_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 per split: ``behaviour, split, method, p_minus, p_plus, effect`` at each method's chosen cell
-    on test; the unsteered model is method ``base`` (``p_minus = p_plus``)."""
-    d = rows[(rows.stage == "test") & rows.chosen]
-    base = d[d.method == "base"].groupby(["behaviour", "split"]).p_behaviour.mean().rename("p").reset_index()
-    base = base.assign(method="base", p_minus=base.p, p_plus=base.p).drop(columns="p")
-    e = d[d.method != "base"].groupby(["behaviour", "split", "method", "coeff"]).p_behaviour.mean().unstack("coeff")
-    e = e.rename(columns={-1.0: "p_minus", 1.0: "p_plus"}).reset_index()
-    out = pd.concat([base, e], ignore_index=True)
-    out["effect"] = out.p_plus - out.p_minus
-    return out[["behaviour", "split", "method", "p_minus", "p_plus", "effect"]]
-
-
-def chosen_cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """The (layer, tau) chosen on validation for each behaviour, split and method."""
-    d = rows[(rows.stage == "test") & rows.chosen & (rows.method != "base")]
-    return d.groupby(["behaviour", "split", "method"])[["layer", "tau"]].first().reset_index()

@@ -80,6 +80,22 @@ def attack_target(backend: Backend, pair, *, where: str = "suffix", target: str 
     return AttackTarget(before_ids, tok(after, add_special_tokens=False)["input_ids"], pos_id, neg_id, target)
 
 
+def with_adversarial_text(pair, text: str, *, where: str = "suffix", example_id=None):
+    """``pair`` with ``text`` (e.g. a search's decoded ``adv_text``) placed where `attack_target` puts the adversarial
+    tokens, as a `ContrastPair` a `steerlab.tasks.ChoiceTask` can score: found tokens are judged as the text a
+    user would send (re-tokenized, which can merge a token with the space before it), not as token ids.
+    ``example_id`` goes to ``meta["id"]`` (the task's example id)."""
+    from steerlab.data import ContrastPair
+
+    if where not in ("prefix", "suffix"):
+        raise SteerlabError(f"where must be 'prefix' or 'suffix', got {where!r}")
+    prompt = f"{text} {pair.prompt}" if where == "prefix" else f"{pair.prompt} {text}"
+    meta = {**(getattr(pair, "meta", None) or {}), "adversarial": text}
+    if example_id is not None:
+        meta["id"] = example_id
+    return ContrastPair(prompt, pair.positive, pair.negative, meta)
+
+
 def allowed_tokens(backend: Backend, *, words_only: bool = False) -> Int[Tensor, " n"]:
     """Token ids an attack may use: printable ASCII, no special tokens; ``words_only``: letters with an optional
     leading space (a fluency-friendly pool for the evolutionary search)."""

@@ -1,126 +1,119 @@
 """The perplexity cost of steering (CAE, Hao et al. 2025, arXiv 2505.03189, findings 4 and 5).
 
-The paper finds that adding a steering vector raises the model's perplexity on ordinary text, and
-that larger models suffer less. `perplexity_cost` measures, for every site of a vector and every
-strength, the perplexity of neutral text under the steered model and, on the same grid, the
-behaviour effect on a `ChoiceTask`, so the two can be drawn on the same axes (the trade-off curve).
-`at_matched_effect` reads the curve at a given effect, which is how two models of different size
-are compared (`plot_cost_curve`, `plot_cost_tradeoff` in `steerlab.plotting`).
+The paper finds that adding a steering vector raises the model's perplexity on ordinary text, and that
+larger models suffer less. The cost is measured by a sweep (`steerlab.sweeps.sweep`) of a
+`steerlab.tasks.PerplexityTask` over sites and strengths, with random directions of the same norm;
+`perplexity_effects` reads it: the effect on each text's mean token negative log-likelihood (for texts cut
+to the same number of tokens, its mean over texts is the log of the perplexity ratio) with interval, random
+band and MDE, and the perplexity ratio with the random directions' band. `tradeoff_table` joins it to the
+behaviour effects of the same cells (`steerlab.effects.cell_effects` of a `ChoiceTask` sweep), and
+`at_matched_effect` reads the trade-off curve at a given behaviour effect, one way to compare models.
 
 Example:
-    >>> df = perplexity_cost(lm, vec.rescaled(norms, 1.0), [-1, 0, 0.5, 1], texts, task=task)  # doctest: +SKIP
-    >>> at_matched_effect(df, effect=0.1)                                                     # doctest: +SKIP
+    >>> task = PerplexityTask(lm, texts, max_tokens=64)                                  # doctest: +SKIP
+    >>> df = sweep(lm, vec, task, fractions=[-0.5, 0, 0.5], controls=8)                 # doctest: +SKIP
+    >>> perplexity_effects(df)[["layer", "fraction", "ppl_ratio", "ratio_null_hi"]]     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from steerlab.backends.base import Backend
+from steerlab.controls import null_band
+from steerlab.effects import CELL, cell_effects, strength_column
 from steerlab.errors import SteerlabError
-from steerlab.interventions import steer
-from steerlab.metrics import perplexity_on
-from steerlab.sites import ALL, Positions
-from steerlab.tasks import ChoiceTask
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["at_matched_effect", "perplexity_effects", "tradeoff_table"]
 
-def perplexity_cost(
-    backend: Backend,
-    vector,
-    coeffs: Sequence[float],
-    texts: Sequence[str],
-    *,
-    task: ChoiceTask | None = None,
-    positions: Positions = ALL,
-    task_positions: Positions | None = None,
-    max_tokens: int = 128,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Perplexity of ``texts`` and (optionally) the behaviour on ``task`` for every site x strength.
 
-    Each site of ``vector`` is steered alone (``steer(vector, coeff, sites=[site])``), at
-    ``positions`` for the text (default: every token, as the paper does) and at ``task_positions``
-    (default: the same) for the task.
-
-    Args:
-        vector: a `SteeringVector` (or ``{Site: Tensor}``); express strengths relative to the
-            residual norm by passing ``vector.rescaled(norms, 1.0)``, so ``coeff`` is that fraction.
-        coeffs: strengths; include 0 for the unsteered reference.
-        texts: neutral text (e.g. ``load_dataset("wikitext2")``); each cut to ``max_tokens`` tokens.
-        task: a prepared choice evaluation (`ChoiceTask.from_pairs`), scored on the same grid.
+def perplexity_effects(df: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """Per steered cell of a `PerplexityTask` sweep: the NLL effect and the perplexity ratio, each with its band.
 
     Returns:
-        Tidy DataFrame ``layer, site, coeff, metric, value`` with metrics ``perplexity``,
-        ``log_ppl_ratio`` (log of perplexity over the unsteered perplexity; 0 at strength 0) and,
-        with a task, its mean metrics (``p_behaviour``, ``logit_diff``).
+        `steerlab.effects.cell_effects` of metric ``nll`` (effect = mean over texts of the change in mean token
+        NLL, with interval, random band ``null_lo/null_hi``, MDE, verdict) plus ``perplexity`` (token-weighted,
+        of the cell), ``base_perplexity`` (unsteered), ``ppl_ratio`` and ``ratio_null_lo/ratio_null_hi``: the
+        prediction band of the random directions' ratios (in log space; NaN with fewer than 3 directions).
     """
-    coeffs = [float(c) for c in coeffs]
-    if not coeffs:
-        raise SteerlabError("no strengths were given; pass e.g. coeffs=[-1, 0, 1]")
-    directions = getattr(vector, "directions", vector)
-    if not directions:
-        raise SteerlabError("the vector has no sites")
-    base_ppl = perplexity_on(backend, texts, max_tokens=max_tokens, batch_size=batch_size)
+    need = {"metric", "value", "example_id", "direction"}
+    if not need <= set(df.columns) or "perplexity" not in set(df.metric):
+        raise SteerlabError("perplexity_effects reads a sweep of a PerplexityTask (rows with metric 'perplexity')")
+    eff = cell_effects(df, "nll", confidence=confidence)
+    x = strength_column(df)
+    ppl = df[(df.metric == "perplexity") & (df.example_id.astype(str) == "all")]
     rows = []
-    grid = [(s, c) for s in sorted(directions, key=lambda s: s.order) for c in coeffs]
-    for site, coeff in tqdm(grid, desc="perplexity cost", disable=not progress):
+    for key, g in ppl.groupby(list(CELL), sort=False):
+        base = g[(g[x] == 0) & (g.direction == "vector")].value
+        if base.empty:
+            raise SteerlabError(f"cell {dict(zip(CELL, key, strict=True))} has no unsteered perplexity (strength 0)")
+        base = float(base.iloc[0])
+        for s, c in g[g[x] != 0].groupby(x):
+            vec = c[c.direction == "vector"].value
+            rnd = np.log(c[c.direction != "vector"].value.to_numpy(dtype=float) / base)
+            band = null_band(rnd, confidence) if len(rnd) >= 3 else (math.nan, math.nan)
+            rows.append({**dict(zip(CELL, key, strict=True)), x: float(s), "perplexity": float(vec.iloc[0]),
+                         "base_perplexity": base, "ppl_ratio": float(vec.iloc[0]) / base,
+                         "ratio_null_lo": math.exp(band[0]), "ratio_null_hi": math.exp(band[1])})  # fmt: skip
+    return eff.merge(pd.DataFrame(rows), on=[*CELL, x], how="left")
 
-        def cell(metric: str, value: float, site=site, coeff=coeff) -> dict:
-            return {"layer": site.layer, "site": str(site), "coeff": coeff, "metric": metric, "value": value}
 
-        if coeff == 0.0:
-            ppl = base_ppl
-        else:
-            edits = steer(directions, coeff, positions=positions, sites=[site])
-            ppl = perplexity_on(backend, texts, edits=edits, max_tokens=max_tokens, batch_size=batch_size)
-        rows += [cell("perplexity", ppl), cell("log_ppl_ratio", float(np.log(ppl / base_ppl)))]
-        if task is not None:
-            edits = steer(directions, coeff, positions=task_positions or positions, sites=[site]) if coeff else []
-            means = task.evaluate(edits).groupby("metric").value.mean()
-            rows += [cell(m, float(v)) for m, v in means.items()]
-    return pd.DataFrame(rows)
+def tradeoff_table(behaviour: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    """Behaviour effects (`cell_effects` of a choice sweep) beside the perplexity cost (`perplexity_effects`) of
+    the same vector at the same site and strength; one row per (layer, strength) the two sweeps share, with
+    a row at strength 0 (effect 0, ratio 1). Columns ``layer, site, fraction, effect, lo, hi, null_lo, null_hi,
+    ppl_ratio, ratio_null_lo, ratio_null_hi``."""
+    x = strength_column(behaviour)
+    keys = ["layer", "site", x]
+    b = behaviour[[*keys, "effect", "lo", "hi", "null_lo", "null_hi"]]
+    c = cost[[*keys, "ppl_ratio", "ratio_null_lo", "ratio_null_hi"]]
+    out = b.merge(c, on=keys, how="inner")
+    if out.empty:
+        raise SteerlabError("the behaviour and cost sweeps share no (layer, site, strength); sweep the same grid")
+    zero = out[["layer", "site"]].drop_duplicates().assign(**{x: 0.0, "effect": 0.0, "lo": 0.0, "hi": 0.0,
+                                                                "ppl_ratio": 1.0})  # fmt: skip
+    return pd.concat([out, zero], ignore_index=True).sort_values(["layer", x], ignore_index=True)
 
 
 def at_matched_effect(
-    df: pd.DataFrame, effect: float, *, metric: str = "p_behaviour", cost: str = "perplexity", log_cost: bool = False
-) -> pd.DataFrame:
-    """For each layer, the strength at which the behaviour moves by ``effect`` from strength 0, and
-    the cost there (linear interpolation along the measured strengths on the side of ``effect``'s sign).
+    table: pd.DataFrame, effect: float, *, x: str = "fraction", y: str = "effect", cost: str = "ppl_ratio",
+    log_cost: bool = True,
+) -> pd.DataFrame:  # fmt: skip
+    """For each layer, the strength at which the behaviour effect first reaches ``effect``, walking away from 0 on
+    the side where it does (interpolating linearly between measured strengths), and the cost there.
 
-    ``effect`` is a change in ``metric`` (e.g. ``+0.1`` in p(behaviour)); layers whose measured
-    curve never reaches it get NaN. With ``log_cost`` the cost is interpolated geometrically (linear in
-    its logarithm), which suits perplexity, since it grows roughly exponentially with strength.
+    ``table`` has ``layer``, ``x`` (0 included), ``y`` (the behaviour effect, 0 at strength 0) and ``cost``
+    (e.g. `tradeoff_table`). Layers whose measured curve never reaches ``effect`` get NaN. With ``log_cost`` the
+    cost is interpolated geometrically (linear in its logarithm), which suits perplexity.
 
     Returns:
-        DataFrame ``layer, effect, coeff, cost_metric, cost`` (one row per layer).
+        DataFrame ``layer, effect, strength, cost_metric, cost`` (one row per layer).
     """
-    missing = {"layer", "coeff", "metric", "value"} - set(df.columns)
+    missing = {"layer", x, y, cost} - set(table.columns)
     if missing:
-        raise SteerlabError(f"at_matched_effect needs a perplexity_cost frame; columns {sorted(missing)} are missing")
+        raise SteerlabError(f"at_matched_effect needs columns {sorted(missing)}; the table has {list(table.columns)}")
     rows = []
-    for layer, d in df.groupby("layer"):
-        w = d.pivot_table(index="coeff", columns="metric", values="value").sort_index()
-        if metric not in w or cost not in w or 0.0 not in w.index:
-            raise SteerlabError(f"layer {layer}: need metrics {metric!r} and {cost!r} at strength 0; "
-                                f"the frame has {list(w.columns)} at {list(w.index)}")  # fmt: skip
-        side = w[w.index >= 0] if effect >= 0 else w[w.index <= 0].iloc[::-1]
-        delta = (side[metric] - w.loc[0.0, metric]).to_numpy()
-        coeff = cost_at = np.nan
-        for i in range(1, len(side)):  # first crossing, walking away from strength 0
-            lo, hi = delta[i - 1], delta[i]
-            if (hi - effect) * (lo - effect) <= 0 and hi != lo:
-                t = (effect - lo) / (hi - lo)
-                coeff = side.index[i - 1] + t * (side.index[i] - side.index[i - 1])
-                a, b = side[cost].iloc[i - 1], side[cost].iloc[i]
-                cost_at = float(np.exp(np.log(a) + t * (np.log(b) - np.log(a)))) if log_cost else a + t * (b - a)
-                break
-        rows.append({"layer": layer, "effect": effect, "coeff": coeff, "cost_metric": cost, "cost": cost_at})
+    for layer, d in table.groupby("layer"):
+        w = d.set_index(x).sort_index()
+        if 0.0 not in w.index:
+            raise SteerlabError(f"layer {layer}: the table has no strength 0 (the unsteered reference)")
+        best = (math.nan, math.nan)
+        for side in (w[w.index >= 0], w[w.index <= 0].iloc[::-1]):  # away from 0, each way
+            delta, values = (side[y] - w.loc[0.0, y]).to_numpy(), side[cost].to_numpy(dtype=float)
+            for i in range(1, len(side)):
+                lo, hi = delta[i - 1], delta[i]
+                if (hi - effect) * (lo - effect) <= 0 and hi != lo:
+                    t = (effect - lo) / (hi - lo)
+                    at = side.index[i - 1] + t * (side.index[i] - side.index[i - 1])
+                    a, b = values[i - 1], values[i]
+                    c = float(np.exp(np.log(a) + t * (np.log(b) - np.log(a)))) if log_cost else a + t * (b - a)
+                    if math.isnan(best[0]) or abs(at) < abs(best[0]):
+                        best = (at, c)
+                    break
+        rows.append({"layer": layer, "effect": effect, "strength": best[0], "cost_metric": cost, "cost": best[1]})
     return pd.DataFrame(rows)

@@ -3,25 +3,26 @@
 The paper extracts vectors from model-written-evaluation (MWE) items and finds they steer reliably
 only on held-out items of the same form (in distribution, ID), not on prompts of other forms
 about the same behaviour (out of distribution, OOD). ID is scored as in CAA: the probability of the
-behaviour-matching answer. OOD prompts are open-ended, so the steered model generates text, which
-is scored by a `BehaviourProbe`: a logistic-regression probe trained on ID activations (matching
-vs non-matching answers) and applied to the *unsteered* model's activations over the generated
-tokens (reading the steered model's own activations would read back the added vector).
+behaviour-matching answer (`steerlab.tasks.ChoiceTask`). OOD prompts are open-ended, so the steered
+model generates text (`steerlab.tasks.GenerationTask`) which a `ProbeScorer` scores: a logistic-regression
+`BehaviourProbe`, trained on ID activations (matching vs non-matching answers), applied to the *unsteered*
+model's activations over the generated tokens (reading the steered model's own activations would read back
+the added vector). Both run through `steerlab.sweeps.sweep`, with random directions beside the vector.
 
 Example:
     >>> probe = BehaviourProbe.fit(acts.pos[site], acts.neg[site], site)                      # doctest: +SKIP
-    >>> df = ood_evaluation(lm, vec, [-1, 0, 1], test_pairs, {"open": questions}, probe)      # doctest: +SKIP
+    >>> task = ood_task(lm, [rewrite(p, "open") for p in test], probe, max_new_tokens=24)    # doctest: +SKIP
+    >>> df = sweep(lm, vec, task, fractions=[0, 0.5], positions=ALL, controls=8)             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -29,9 +30,8 @@ from tqdm.auto import tqdm
 
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError
-from steerlab.interventions import steer
-from steerlab.metrics import behaviour_probability, generations
-from steerlab.sites import ALL, Batch, Positions, Site
+from steerlab.sites import Batch, Site
+from steerlab.tasks import GenerationTask
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,26 @@ class BehaviourProbe:
         p = np.r_[self.score(pos), self.score(neg)]
         return float(np.mean((p > 0.5) == np.r_[np.ones(len(pos)), np.zeros(len(neg))]))
 
+    @classmethod
+    def cross_validated(cls, pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"], site: Site, *, folds: int = 5,
+                        C: float = 0.1, seed: int = 0) -> float:  # fmt: skip
+        """Accuracy of probes fitted on ``folds - 1`` parts of the pairs and scored on the part left out.
+
+        Folds split pairs, not rows, so a pair's two answers (which share their prompt) are never on both sides.
+        """
+        n = len(pos)
+        if len(neg) != n or not 2 <= folds <= n // 2:
+            raise SteerlabError(f"cross-validation needs paired pos/neg with at least 2 pairs per fold; got {n} "
+                                f"and {len(neg)} rows for {folds} folds")  # fmt: skip
+        order = np.random.default_rng(seed).permutation(n)
+        hits = 0.0
+        for part in np.array_split(order, folds):
+            keep = torch.as_tensor(np.setdiff1d(order, part))
+            held = torch.as_tensor(part)
+            probe = cls.fit(pos[keep], neg[keep], site, C=C, seed=seed)
+            hits += probe.accuracy(pos[held], neg[held]) * 2 * len(part)
+        return hits / (2 * n)
+
 
 def completion_features(
     backend: Backend,
@@ -167,77 +187,40 @@ def completion_features(
     return torch.cat(out)
 
 
-def ood_evaluation(
-    backend: Backend,
-    vector,
-    coeffs: Sequence[float],
-    id_pairs: Sequence,
-    ood_prompts: Mapping[str, Sequence[str]],
-    probe: BehaviourProbe,
-    *,
-    positions: Positions = ALL,
-    max_new_tokens: int = 40,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Steering effect in distribution (behaviour probability) and out of it (probe on generations).
+class ProbeScorer:
+    """A `steerlab.tasks.GenerationTask` scorer: a `BehaviourProbe`'s log-odds on each generated text.
+
+    Each text is read by the *unsteered* model as the continuation of its prompt (`completion_features`: the
+    mean activation over the text's tokens at the probe's site) and scored with `BehaviourProbe.logit`, which
+    stays linear far from the answer-token activations the probe was trained on (its probability saturates
+    at 0 or 1 on generated text). The texts must come in the order of ``prompts``, as a task generates them.
 
     Args:
-        vector: a `SteeringVector` (or ``{Site: Tensor}``), applied at all its sites at ``positions``.
-        coeffs: strengths (include 0).
-        id_pairs: held-out contrast pairs of the form the vector was built from.
-        ood_prompts: ``{form name: user messages}``; each is put in the chat template and answered
-            greedily (``max_new_tokens``) by the steered model.
-        probe: scores the unsteered model's mean activation over each generated completion.
-
-    Returns:
-        Tidy DataFrame ``form, coeff, example_id, metric, value, prompt, completion``: form ``"id"``
-        has metrics ``p_behaviour`` and ``logit_diff``; each OOD form has ``probe_p`` and
-        ``probe_logit`` (the probe's probability and log-odds, with the prompt and completion).
+        backend: the model (unsteered here: the scorer adds no edits).
+        probe: the fitted probe.
+        prompts: the task's prompts as the model sees them (`GenerationTask.formatted`).
+        batch_size: texts per forward pass.
     """
-    if not ood_prompts:
-        raise SteerlabError("no OOD prompt sets were given; pass e.g. {'open-ended': questions}")
-    rows: list[pd.DataFrame] = []
-    jobs = [(c, form) for c in coeffs for form in ["id", *ood_prompts]]
-    for coeff, form in tqdm(jobs, desc="id/ood", disable=not progress):
-        edits = steer(vector, coeff, positions=positions) if coeff else []
-        if form == "id":
-            df = behaviour_probability(backend, id_pairs, edits=edits, batch_size=batch_size)
-            df = df.melt(id_vars="example_id", var_name="metric", value_name="value")
-        else:
-            prompts = list(ood_prompts[form])
-            df = generations(backend, prompts, edits=edits, max_new_tokens=max_new_tokens, batch_size=batch_size)
-            formatted = [backend.chat(p) for p in prompts]
-            feats = completion_features(backend, formatted, df.completion.tolist(), probe.site, batch_size=batch_size)
-            df = pd.concat([df.assign(metric="probe_p", value=probe.score(feats)),
-                            df.assign(metric="probe_logit", value=probe.logit(feats))])  # fmt: skip
-        rows.append(df.assign(form=form, coeff=float(coeff)))
-    out = pd.concat(rows, ignore_index=True)
-    cols = ["form", "coeff", "example_id", "metric", "value", "prompt", "completion"]
-    return out.reindex(columns=cols)
+
+    name = "probe_logit"
+
+    def __init__(self, backend: Backend, probe: BehaviourProbe, prompts: Sequence[str], *, batch_size: int = 8):
+        self.backend, self.probe, self.prompts, self.batch_size = backend, probe, list(prompts), batch_size
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if len(texts) != len(self.prompts):
+            raise SteerlabError(f"ProbeScorer got {len(texts)} texts for {len(self.prompts)} prompts; it scores the "
+                                "generations of its own prompts, in their order")  # fmt: skip
+        feats = completion_features(self.backend, self.prompts, texts, self.probe.site, batch_size=self.batch_size)
+        return self.probe.logit(feats)
 
 
-def id_ood_effects(
-    df: pd.DataFrame, *, ood_metric: str = "probe_logit", low: float | None = None, high: float | None = None
-) -> pd.DataFrame:
-    """Per form: the paired effect ``mean(value at high - value at low)`` with a 95% t-interval, and the
-    standardised effect ``dz = mean / sd`` of the paired differences (with the interval divided by the
-    same sd), which puts ID (``p_behaviour``) and OOD (``ood_metric``) effects on one unit-free scale.
-
-    ``low``/``high`` default to the smallest and largest strengths in ``df``.
-    """
-    from steerlab.stats import effect_ci
-
-    low = float(df.coeff.min()) if low is None else low
-    high = float(df.coeff.max()) if high is None else high
-    keep = df[((df.form == "id") & (df.metric == "p_behaviour")) | ((df.form != "id") & (df.metric == ood_metric))]
-    if keep.empty:
-        raise SteerlabError(f"no rows with metric p_behaviour (id) or {ood_metric!r} (ood); metrics: {set(df.metric)}")
-    out = effect_ci(keep.drop(columns="metric"), low=low, high=high, by=("form",))
-    lost = set(keep.form) - set(out.form)
-    if lost:
-        raise SteerlabError(f"forms {sorted(lost)} have no examples at both strengths {low} and {high}")
-    sd = out.sd.where(out.sd > 0)
-    out.insert(1, "metric", out.form.map(lambda f: "p_behaviour" if f == "id" else ood_metric))
-    out = out.assign(dz=out.effect / sd, dz_lo=out.lo / sd, dz_hi=out.hi / sd)
-    return out[["form", "metric", "effect", "lo", "hi", "dz", "dz_lo", "dz_hi", "n"]]
+def ood_task(backend: Backend, prompts: Sequence[str], probe: BehaviourProbe, *, max_new_tokens: int = 24,
+             batch_size: int = 16, example_ids: Sequence | None = None) -> GenerationTask:  # fmt: skip
+    """Open-ended prompts (user messages in the chat template), answered greedily and scored by ``probe``
+    (`ProbeScorer`): the OOD task of CAE finding 1, for `steerlab.sweeps.sweep`."""
+    scorer = ProbeScorer(backend, probe, [backend.chat(p) for p in prompts], batch_size=batch_size)
+    ids = None if example_ids is None else list(example_ids)
+    return GenerationTask(backend, list(prompts), scorer, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          example_ids=ids)  # fmt: skip

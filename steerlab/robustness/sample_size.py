@@ -1,11 +1,11 @@
 """How many contrast pairs does a steering vector need? (CAE, Hao et al. 2025, arXiv 2505.03189, finding 2).
 
-The paper reports diminishing returns past about 80 samples. `sample_size_study` draws many random
-subsets of each size from one pool of pair activations, builds a vector from each, and scores it:
-by its cosine to the vector of the whole pool (no model needed) and, optionally, by a steering effect
-measured with the model (any ``evaluate(direction) -> {metric: value}`` callable). `fit_saturation`
-fits a saturating curve to any of those metrics and reports the knee: the number of pairs at which
-the fit reaches a given fraction (default 0.9) of its asymptote.
+The paper reports diminishing returns past about 80 samples. `subset_draws` draws random subsets of each
+size from one pool of pair activations; `sample_size_study` scores each subset's vector by its cosine to the
+vector of the whole pool (no model needed), and `subset_vectors` hands the same vectors to
+`steerlab.sweeps.sweep`, which measures their steering effects (`sample_size_effects` reads them back by
+size). `fit_saturation` fits a saturating curve to either and reports the knee: the number of pairs at
+which the fit reaches a given fraction (default 0.9) of its asymptote.
 
 Saturating models (``n`` = number of pairs):
 
@@ -18,10 +18,14 @@ Example:
     >>> df = sample_size_study(acts.pos[site], acts.neg[site], sizes=[1, 4, 16, 64], draws=20)  # doctest: +SKIP
     >>> fit_saturation(df[df.metric == "cosine"], model="exp")                                  # doctest: +SKIP
     {'model': 'exp', 'a': 0.98, 'tau': 9.1, 'knee': 21.0, 'level': 0.9, 'rmse': 0.01, 'n_points': 80}
+    >>> vecs = subset_vectors(acts.pos[site], acts.neg[site], [1, 4, 16], site, vec.provenance)  # doctest: +SKIP
+    >>> df = sweep(lm, vecs, task, fractions=[0, 0.5])                                          # doctest: +SKIP
+    >>> eff = sample_size_effects(cell_effects(df, "p_behaviour"))                              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -31,10 +35,12 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from steerlab.errors import SteerlabError
 from steerlab.methods.linear import mean_diff
+from steerlab.provenance import Provenance
+from steerlab.sites import Site
+from steerlab.vectors import SteeringVector
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,27 @@ MODELS: dict[str, Callable[..., np.ndarray]] = {
 _SCALE_NAME = {"exp": "tau", "hyper": "k"}
 
 
+def subset_draws(pool: int, sizes: Sequence[int], *, draws: int = 20, seed: int = 0) -> list[tuple[int, int, Tensor]]:
+    """``(n, draw, indices)`` of the random subsets: ``draws`` subsets of ``n`` pairs (without replacement) for
+    each ``n`` in ``sizes``, one for ``n == pool`` (there is only one). Seeded: the same arguments give the same
+    subsets, so `sample_size_study` and `subset_vectors` describe the same vectors."""
+    bad = [n for n in sizes if not isinstance(n, int | np.integer) or not 1 <= n <= pool]
+    if bad or not sizes:
+        raise SteerlabError(f"sizes must be ints in 1..{pool} (the number of pairs given); got {list(sizes)}")
+    if draws < 1:
+        raise SteerlabError(f"draws must be at least 1, got {draws}")
+    rng = np.random.default_rng(seed)
+    return [(int(n), d, torch.as_tensor(rng.choice(pool, size=int(n), replace=False)))
+            for n in sizes for d in range(draws if n < pool else 1)]  # fmt: skip
+
+
+def _paired(pos: Tensor, neg: Tensor) -> int:
+    if pos.shape != neg.shape or pos.dim() != 2:
+        raise SteerlabError(f"pos and neg must be paired [n_pairs, d_model] tensors, got {tuple(pos.shape)} and "
+                            f"{tuple(neg.shape)}")  # fmt: skip
+    return pos.shape[0]
+
+
 def sample_size_study(
     pos: Float[Tensor, "n d"],
     neg: Float[Tensor, "n d"],
@@ -52,49 +79,74 @@ def sample_size_study(
     *,
     draws: int = 20,
     method: Callable[[Tensor, Tensor], Tensor] = mean_diff,
-    evaluate: Callable[[Tensor], Mapping[str, float]] | None = None,
     reference: Tensor | None = None,
     seed: int = 0,
-    progress: bool = True,
 ) -> pd.DataFrame:
-    """Score vectors built from random subsets of ``n`` pairs, ``draws`` times for each ``n`` in ``sizes``.
+    """How close vectors from random subsets of ``n`` pairs come to the vector of the whole pool (no model call).
 
     Args:
         pos, neg: paired activations of one site, ``[n_pairs, d_model]`` (e.g. from `collect_pairs`).
-        sizes: subset sizes; each at most the pool size. The full pool size gives one distinct subset.
-        draws: random subsets per size (without replacement within a subset).
+        sizes, draws, seed: the subsets (`subset_draws`).
         method: ``(pos, neg) -> direction`` (default: the CAA mean difference).
-        evaluate: optional ``direction -> {metric: value}``, e.g. a steering effect on held-out items.
         reference: the direction the cosine is taken against (default: ``method`` on the whole pool).
-        seed: seeds the subset draws.
 
     Returns:
-        Tidy DataFrame ``n_pairs, draw, metric, value`` with metrics ``cosine`` (to the reference),
-        ``norm`` (of the direction) and those returned by ``evaluate``.
+        Tidy DataFrame ``n_pairs, draw, metric, value`` with metrics ``cosine`` (to the reference) and ``norm``
+        (of the direction). The steering effect of the same vectors comes from `subset_vectors` and a sweep.
     """
-    if pos.shape != neg.shape or pos.dim() != 2:
-        raise SteerlabError(f"pos and neg must be paired [n_pairs, d_model] tensors, got {tuple(pos.shape)} and "
-                            f"{tuple(neg.shape)}")  # fmt: skip
-    pool = pos.shape[0]
-    bad = [n for n in sizes if not isinstance(n, int | np.integer) or not 1 <= n <= pool]
-    if bad or not sizes:
-        raise SteerlabError(f"sizes must be ints in 1..{pool} (the number of pairs given); got {list(sizes)}")
-    if draws < 1:
-        raise SteerlabError(f"draws must be at least 1, got {draws}")
+    subsets = subset_draws(_paired(pos, neg), sizes, draws=draws, seed=seed)
     ref = method(pos, neg) if reference is None else reference
     ref = ref.double() / ref.double().norm()
-    rng = np.random.default_rng(seed)
-    jobs = [(int(n), d) for n in sizes for d in range(draws if n < pool else 1)]
     rows = []
-    for n, d in tqdm(jobs, desc="sample size", disable=not progress):
-        idx = torch.as_tensor(rng.choice(pool, size=n, replace=False))
-        v = method(pos[idx], neg[idx])
-        cos = float(v.double() @ ref / v.double().norm().clamp_min(1e-30))
-        values = {"cosine": cos, "norm": float(v.norm())}
-        if evaluate is not None:
-            values.update({k: float(x) for k, x in evaluate(v).items()})
-        rows += [{"n_pairs": n, "draw": d, "metric": k, "value": x} for k, x in values.items()]
+    for n, d, idx in subsets:
+        v = method(pos[idx], neg[idx]).double()
+        rows += [{"n_pairs": n, "draw": d, "metric": "cosine", "value": float(v @ ref / v.norm().clamp_min(1e-30))},
+                 {"n_pairs": n, "draw": d, "metric": "norm", "value": float(v.norm())}]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def subset_vectors(
+    pos: Float[Tensor, "n d"],
+    neg: Float[Tensor, "n d"],
+    sizes: Sequence[int],
+    site: Site,
+    provenance: Provenance,
+    *,
+    draws: int = 20,
+    method: Callable[[Tensor, Tensor], Tensor] = mean_diff,
+    sign: float = 1.0,
+    seed: int = 0,
+) -> dict[tuple[str, int], SteeringVector]:
+    """The vectors of `sample_size_study`'s subsets as ``{("n=<size>", draw): SteeringVector}``, for a sweep.
+
+    ``provenance`` is the whole pool's vector's (each subset's records its size and draw). ``sign`` orients
+    every subset vector as the whole pool's vector was oriented on validation (the sign of the
+    answer-token read is a property of the site and the data, not of the subset). A sweep in fractions of the
+    typical norm gives every vector the same norm, so only the direction varies; `sample_size_effects` reads
+    the sweep back by subset size.
+    """
+    _paired(pos, neg)
+    if sign not in (1.0, -1.0):
+        raise SteerlabError(f"sign must be +1 or -1 (the whole pool's orientation), got {sign!r}")
+    out = {}
+    for n, d, idx in subset_draws(pos.shape[0], sizes, draws=draws, seed=seed):
+        prov = dataclasses.replace(provenance, n_pairs=n, extra={**provenance.extra, "subset": {"n": n, "draw": d,
+                                                                                                 "seed": seed}})
+        out[(f"n={n}", d)] = SteeringVector({site: sign * method(pos[idx], neg[idx]).float()}, prov)
+    return out
+
+
+def sample_size_effects(effects: pd.DataFrame) -> pd.DataFrame:
+    """`steerlab.effects.cell_effects` of a sweep of `subset_vectors` with ``n_pairs`` and ``draw`` columns
+    (parsed from the ``"n=<size>"`` method names; other methods are dropped)."""
+    if "method" not in effects:
+        raise SteerlabError("sample_size_effects reads cell_effects output (a 'method' column)")
+    d = effects[effects.method.astype(str).str.match(r"^n=\d+$")].copy()
+    if d.empty:
+        raise SteerlabError(f"no subset vectors (methods 'n=<size>') among methods {sorted(set(effects.method))}")
+    d.insert(0, "n_pairs", d.method.str[2:].astype(int))
+    d.insert(1, "draw", d["seed"].astype(int))
+    return d.sort_values(["n_pairs", "draw"], ignore_index=True)
 
 
 def fit_saturation(

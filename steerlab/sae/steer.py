@@ -7,16 +7,21 @@
   the SAE does not reconstruct is left untouched, and clamping a latent to its current value is the identity.
 - `sparse_code` / `sparse_vector`: approximate a dense steering vector by ``k`` decoder rows, chosen by
   orthogonal matching pursuit (Pati et al. 1993) with least-squares coefficients, as a SteeringVector.
+- `ClampLatent`: clamping as an edit builder for `steerlab.sweeps.sweep` (``edit=``), so a grid of clamp
+  values runs, resumes and is oriented like a grid of added vectors.
 
 Example:
     >>> lm.generate(prompt, edits=[add_latent(sae, Site(12), 1234, alpha=8.0)])         # doctest: +SKIP
     >>> lm.generate(prompt, edits=[clamp_latent(sae, Site(12), 1234, value=20.0)])      # doctest: +SKIP
     >>> vec = sparse_vector(sae, Site(12), caa_vector[Site(12)], k=8)                    # doctest: +SKIP
+    >>> sweep(lm, latent_vector(sae, Site(12), 1234), task, fractions=[-0.25, 0, 0.25],   # doctest: +SKIP
+    ...       edit=ClampLatent(sae, 1234))
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -129,3 +134,35 @@ def latent_vector(sae: Any, site: Site, latent: int, *, provenance: Provenance |
     prov = provenance or Provenance(model="unknown", d_model=row.shape[0], method="sae_latent")
     prov = Provenance.from_dict({**prov.to_dict(), "method": "sae_latent", "extra": {**prov.extra, "latent": latent}})
     return SteeringVector({site: row}, prov)
+
+
+@dataclass(frozen=True)
+class ClampLatent:
+    """Clamp one latent, as an edit builder for `steerlab.sweeps.sweep` (its ``edit=``; Templeton et al. 2024).
+
+    ``sweep`` calls it with the cell's direction and coefficient; the latent is set to the coefficient of
+    its decoder row in ``coeff * direction`` (``coeff * <direction, W_dec[i]> / |W_dec[i]|^2``). With the
+    direction `latent_vector` gives (the unit decoder row) and a strength as a fraction ``f`` of the typical
+    norm ``T``, the latent is clamped to ``f * T``: the norm an added vector has at the same strength. An
+    oriented (negated) direction clamps to ``-f * T``; a ReLU or TopK latent never takes a negative value,
+    so there the clamp removes the latent's activation and subtracts ``f * T`` times its decoder row.
+
+    Example:
+        >>> maker = ClampLatent(sae, 1234)                                                  # doctest: +SKIP
+        >>> maker(Site(12), latent_vector(sae, Site(12), 1234)[Site(12)], 30.0, ALL)        # doctest: +SKIP
+    """
+
+    sae: Any
+    latent: int
+
+    def __post_init__(self) -> None:
+        _check_latents(self.sae, self.latent)
+
+    def __call__(self, site: Site, direction: Tensor, coeff: float, positions: Positions) -> list[Edit]:
+        row = decoder_row(self.sae, self.latent)
+        d = direction.detach().float().cpu()
+        if d.shape != row.shape:
+            raise SteerlabError(f"the direction has shape {tuple(d.shape)} but latent {self.latent}'s decoder row "
+                                f"has {tuple(row.shape)}; sweep the latent's own vector (latent_vector)")  # fmt: skip
+        value = float(coeff) * float(d @ row) / float(row @ row)
+        return [clamp_latent(self.sae, site, self.latent, value, positions)]

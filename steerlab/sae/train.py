@@ -14,8 +14,8 @@ CPU), and normalised to mean norm ``sqrt(d_model)`` during training (SAELens's
 depend on the residual norm. After training the decoder rows are folded to unit norm, so a latent's
 activation is the length of its contribution to the reconstruction.
 
-A trained SAE is saved under ``$STEERLAB_CACHE/saes/<key>`` (default ``~/.cache/steerlab``) with its
-config and quality metrics; the same call with the same settings loads it (`SAE.load_from_disk`).
+A trained SAE is saved under ``$STEERLAB_CACHE/saes/<model slug>/<key>`` (default ``~/.cache/steerlab``) with
+its config and quality metrics; the same call with the same settings and model loads it (`SAE.load_from_disk`).
 
 Example:
     >>> trained = train_sae(lm, Site(12), SAEConfig("topk", d_sae=2304, k=32, n_tokens=100_000))  # doctest: +SKIP
@@ -30,7 +30,6 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -110,12 +109,12 @@ class TrainedSAE:
 
 
 def sae_key(backend: Backend, site: Site, config: SAEConfig) -> str:
-    """Cache folder name: model, site, architecture and a hash of every setting (and of the model's full
-    name, which may be a path)."""
-    model = re.sub(r"[^A-Za-z0-9.-]+", "_", Path(backend.name).name).strip("_") or "model"
-    hashed = [config.to_dict()] if model == backend.name else [config.to_dict(), backend.name]
-    digest = dataset_hash(hashed)[:10]
-    return f"{model}_{site}_{config.architecture}{config.d_sae}_{digest}"
+    """Cache key ``<model slug>/<site>_<architecture><d_sae>_<hash of every setting>``: one folder per model
+    (`steerlab.models.model_slug`, as the notebooks' runs folders), so no model ever loads another's SAE."""
+    from steerlab.models import model_slug
+
+    digest = dataset_hash([config.to_dict()])[:10]
+    return f"{model_slug(backend.name)}/{site}_{config.architecture}{config.d_sae}_{digest}"
 
 
 def sae_cache_dir() -> Path:
@@ -219,7 +218,7 @@ def train_sae(
         backend: the model (either backend; activations are read through it).
         site: e.g. ``Site(12, "resid_post")``.
         config: architecture and budget (`SAEConfig`; default: TopK, 2304 latents, k=32, 100k tokens).
-        cache: load from / save to ``$STEERLAB_CACHE/saes/<key>``.
+        cache: load from / save to ``$STEERLAB_CACHE/saes/<model slug>/<key>`` (`sae_key`).
         eval_tokens: held-out tokens (WikiText-2 valid) for the metrics of `sae_quality`; 0 skips them
             (e.g. to compare several SAEs with `quality_table`, which runs the clean model once).
         activations: corpus activations at ``site`` already read (`collect_corpus` with the config's
@@ -291,6 +290,7 @@ def save_sae(trained: TrainedSAE, folder: str | Path) -> Path:
     """Write the SAE (SAELens format) plus ``steerlab_sae.json`` (site, config, metrics) to ``folder``."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".partial")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     trained.sae.save_model(tmp)
     meta = {
         "site": str(trained.site),

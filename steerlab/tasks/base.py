@@ -7,7 +7,10 @@ items have answer labels and ``text`` where the task generates text), ``can_reus
 task can run the part of each prompt before the steered positions once and reuse its key/value cache),
 ``resolve_positions(positions)`` (template kinds such as `steerlab.sites.AFTER_INSTRUCTION` as a concrete
 span for the task's prompts) and ``norm_prompts()`` (the inputs as the model sees them, for the typical
-token norm that scales strengths, `steerlab.scale.typical_norm`).
+token norm that scales strengths, `steerlab.scale.typical_norm`). A task may also have
+``evaluate_many(edit_sets)``: several edit sets at once (`BaseTask` has one that loops), which the tasks that
+score logits run as one batch sharing the unedited trunk (`steerlab.backends.base.Backend.forward_many`);
+`steerlab.sweeps.sweep` uses it for the strengths of a site.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class Task(Protocol):
         """Rows ``example_id, metric, value`` (+ ``label``, ``text``) under ``edits``."""
         ...
 
+    # optional: ``evaluate_many(edit_sets, *, reuse_prefix=False) -> list[DataFrame]``, several edit sets at
+    # once (`BaseTask` gives one that calls `evaluate` per set; scoring tasks share the unedited trunk)
+
     def resolve_positions(self, positions: Positions, prompts: Sequence[str] | None = None) -> Positions:
         """``positions`` with template kinds resolved against ``prompts`` (default: all of the task's)."""
         ...
@@ -61,6 +67,10 @@ class BaseTask:
 
     def norm_prompts(self) -> list[str]:
         raise NotImplementedError
+
+    def evaluate_many(self, edit_sets: Sequence[Sequence[Edit]], *, reuse_prefix: bool = False) -> list[pd.DataFrame]:
+        """`evaluate` under each edit set, in order (tasks that score logits run them together instead)."""
+        return [self.evaluate(edits, reuse_prefix=reuse_prefix) for edits in edit_sets]  # type: ignore[attr-defined]
 
     def resolve_positions(self, positions: Positions, prompts: Sequence[str] | None = None) -> Positions:
         """Template kinds as a span for ``prompts`` (default: all of this task's prompts); others unchanged.

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from steerlab import memory
 from steerlab.backends.base import Backend
 from steerlab.errors import SteerlabError, check_nonempty
 from steerlab.sites import Edit
@@ -35,7 +36,8 @@ class GenerationTask(BaseTask):
         max_new_tokens: Tokens generated per prompt (generation stops early at the end-of-sequence token).
         chat: Format prompts with the chat template (`Backend.chat`).
         system: A system message for the chat template.
-        batch_size: Prompts generated together (left-padded).
+        batch_size: Prompts generated together (left-padded; default `steerlab.memory`'s setting, else 16; halved
+            on out-of-memory).
         example_ids: One id per prompt (default: the index).
 
     Example:
@@ -49,7 +51,7 @@ class GenerationTask(BaseTask):
     max_new_tokens: int = 40
     chat: bool = True
     system: str | None = None
-    batch_size: int = 16
+    batch_size: int | None = None
     example_ids: list | None = None
     progress: bool = False
 
@@ -65,8 +67,7 @@ class GenerationTask(BaseTask):
             )
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise SteerlabError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise SteerlabError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        self.batch_size = memory.batch_size(self.batch_size)
         if self.example_ids is None:
             self.example_ids = list(range(len(self.prompts)))
         if len(self.example_ids) != len(self.prompts):
@@ -87,13 +88,13 @@ class GenerationTask(BaseTask):
 
     def generate(self, edits: Sequence[Edit] = ()) -> list[str]:
         """The generated continuations under ``edits`` (special tokens removed), one per prompt."""
-        texts: list[str] = []
-        starts = range(0, len(self.formatted), self.batch_size)
-        for start in tqdm(starts, desc="generate", disable=not self.progress):
-            chunk = self.formatted[start : start + self.batch_size]
+        def run(start: int, stop: int) -> list[str]:
+            chunk = self.formatted[start:stop]
             chunk_edits = self.resolve_edits(edits, chunk if self.chat else None)
-            texts += self.backend.generate(chunk, edits=chunk_edits, max_new_tokens=self.max_new_tokens)
-        return texts
+            return self.backend.generate(chunk, edits=chunk_edits, max_new_tokens=self.max_new_tokens)
+
+        chunks = memory.halving(len(self.formatted), self.batch_size, run, what="batch of prompts")
+        return [text for chunk in tqdm(chunks, desc="generate", disable=not self.progress) for text in chunk]
 
     def evaluate(self, edits: Sequence[Edit] = (), *, reuse_prefix: bool = False) -> pd.DataFrame:
         """Rows ``example_id, metric, value, text``: each generation's score under ``edits``."""

@@ -17,10 +17,11 @@ from typing import ClassVar
 
 import pandas as pd
 
+from steerlab import memory
 from steerlab.backends.base import Backend
 from steerlab.data import DataError
 from steerlab.errors import SteerlabError, check_nonempty
-from steerlab.metrics import text_nll
+from steerlab.metrics import text_nll_many
 from steerlab.sites import Edit
 from steerlab.tasks.base import BaseTask, check_reuse
 from steerlab.vectors import dataset_hash
@@ -43,10 +44,11 @@ class TextLoglikTask(BaseTask):
     labels: list[int]
     example_ids: list
     max_tokens: int = 256
-    batch_size: int = 16
+    batch_size: int | None = None
     metrics: ClassVar[tuple[str, ...]] = ("loglik_toward", "loglik_gap", "loglik_pos", "loglik_neg")
 
     def __post_init__(self) -> None:
+        self.batch_size = memory.batch_size(self.batch_size, 16)
         if not self.texts:
             raise SteerlabError("the evaluation set is empty; pass at least one text of each label")
         if not len(self.texts) == len(self.labels) == len(self.example_ids):
@@ -60,7 +62,7 @@ class TextLoglikTask(BaseTask):
 
     @classmethod
     def from_items(
-        cls, backend: Backend, items: Sequence, *, max_tokens: int = 256, batch_size: int = 16
+        cls, backend: Backend, items: Sequence, *, max_tokens: int = 256, batch_size: int | None = None
     ) -> TextLoglikTask:
         """From records with ``text``, ``label`` (0 or 1) and ``meta`` (such as `steerlab.data.TextItem`);
         a text of fewer than two tokens has no token log-likelihood and is refused, naming its record."""
@@ -83,9 +85,16 @@ class TextLoglikTask(BaseTask):
 
     def evaluate(self, edits: Sequence[Edit] = (), *, reuse_prefix: bool = False) -> pd.DataFrame:
         """Per-text rows, then the ``loglik_gap`` row, under ``edits``."""
+        return self.evaluate_many([edits], reuse_prefix=reuse_prefix)[0]
+
+    def evaluate_many(self, edit_sets: Sequence, *, reuse_prefix: bool = False) -> list[pd.DataFrame]:
+        """`evaluate` under each edit set; each batch of texts runs once for all of them (a shared trunk)."""
         check_reuse(self, reuse_prefix)
-        edits = self.resolve_edits(edits)
-        nll, n = text_nll(self.backend, self.texts, edits=edits, max_tokens=self.max_tokens, batch_size=self.batch_size)
+        sets = [self.resolve_edits(e) for e in edit_sets]
+        losses = text_nll_many(self.backend, self.texts, sets, max_tokens=self.max_tokens, batch_size=self.batch_size)
+        return [self._frame(nll, n) for nll, n in losses]
+
+    def _frame(self, nll, n) -> pd.DataFrame:
         ll = (-(nll / n.clamp(min=1))).tolist()
         counts = {y: self.labels.count(y) for y in (0, 1)}
         rows = []
@@ -115,11 +124,12 @@ class PerplexityTask(BaseTask):
     backend: Backend
     texts: list[str]
     max_tokens: int = 256
-    batch_size: int = 8
+    batch_size: int | None = None
     example_ids: list | None = None
     metrics: ClassVar[tuple[str, ...]] = ("nll", "perplexity")
 
     def __post_init__(self) -> None:
+        self.batch_size = memory.batch_size(self.batch_size, 8)
         self.texts = check_nonempty(self.texts, "texts", "pass at least one text of two or more tokens")
         if self.example_ids is None:
             self.example_ids = list(range(len(self.texts)))
@@ -134,9 +144,16 @@ class PerplexityTask(BaseTask):
 
     def evaluate(self, edits: Sequence[Edit] = (), *, reuse_prefix: bool = False) -> pd.DataFrame:
         """Per-text ``nll`` rows and the ``perplexity`` row under ``edits``."""
+        return self.evaluate_many([edits], reuse_prefix=reuse_prefix)[0]
+
+    def evaluate_many(self, edit_sets: Sequence, *, reuse_prefix: bool = False) -> list[pd.DataFrame]:
+        """`evaluate` under each edit set; each batch of texts runs once for all of them (a shared trunk)."""
         check_reuse(self, reuse_prefix)
-        edits = self.resolve_edits(edits)
-        nll, n = text_nll(self.backend, self.texts, edits=edits, max_tokens=self.max_tokens, batch_size=self.batch_size)
+        sets = [self.resolve_edits(e) for e in edit_sets]
+        losses = text_nll_many(self.backend, self.texts, sets, max_tokens=self.max_tokens, batch_size=self.batch_size)
+        return [self._frame(nll, n) for nll, n in losses]
+
+    def _frame(self, nll, n) -> pd.DataFrame:
         if int(n.sum()) == 0:
             raise SteerlabError("perplexity needs texts of at least two tokens; all texts given are one token long")
         mean = (nll / n.clamp(min=1)).tolist()
