@@ -158,4 +158,3 @@ def test_save_figure_rejects_bad_names(tmp_path):
         save_figure(fig, "sub/a", folder=tmp_path)
     with pytest.raises(SteerlabError, match="Figure"):
         save_figure(fig.axes[0], "a", folder=tmp_path)
-
