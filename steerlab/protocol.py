@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from steerlab.backends.base import Backend
     from steerlab.tasks import Task
 
-__all__ = ["CONTROL_SCOPES", "ProtocolResult", "SELECTIONS", "evaluate_vector", "summary_row"]
+__all__ = ["CONTROL_SCOPES", "ProtocolResult", "SELECTIONS", "evaluate_vector"]
 
 CONTROL_SCOPES = ("chosen", "site", "all")
 SELECTIONS = ("auto", "labels", "effect", "lower")
@@ -307,38 +307,6 @@ def evaluate_vector(
     if "pred" in set(test.metric):
         summary.update(_mcq(test, test_task, x, chosen, float(row.base), float(row.steered)))
     return ProtocolResult(results, effects, labels, oriented, _jsonable(summary))
-
-
-def summary_row(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """An `evaluate_vector` summary as one flat row, for a table over vectors, behaviours or controls.
-
-    Columns: ``metric, site, layer, strength, coeff, flipped`` (the orientation flipped the vector at the
-    chosen site), ``val_effect`` (the chosen cell on validation), ``baseline, steered, effect, ci_lo, ci_hi,
-    null_lo, null_hi, mde, n_val, n_test, verdict`` (the label) and ``verdict_text``; with answer labels
-    also ``effect_<label>, lo_<label>, hi_<label>`` for each label. Missing numbers are NaN.
-
-    Example:
-        >>> rows = [summary_row(res.summary) for res in results.values()]   # doctest: +SKIP
-        >>> pd.DataFrame(rows, index=list(results))                           # doctest: +SKIP
-    """
-
-    def num(x: Any) -> float:
-        return math.nan if x is None else float(x)
-
-    s = summary
-    ci, band = s.get("effect_ci") or [None, None], s.get("null_band") or [None, None]
-    row: dict[str, Any] = {
-        "metric": s["metric"], "site": s["site"], "layer": s["layer"], "strength": num(s["strength"]),
-        "coeff": num(s["coeff"]), "flipped": s["site"] in s["orientation"].get("flipped_sites", []),
-        "val_effect": num(s["selection"]["val_effect"]), "baseline": num(s["baseline"]),
-        "steered": num(s["steered"]), "effect": num(s["effect"]), "ci_lo": num(ci[0]), "ci_hi": num(ci[1]),
-        "null_lo": num(band[0]), "null_hi": num(band[1]), "mde": num(s["mde"]), "n_val": s["n_val"],
-        "n_test": s["n_test"], "verdict": s["verdict_label"], "verdict_text": s["verdict"],
-    }  # fmt: skip
-    for label, v in (s.get("per_label") or {}).items():
-        lo, hi = v.get("ci") or [None, None]
-        row |= {f"effect_{label}": num(v["effect"]), f"lo_{label}": num(lo), f"hi_{label}": num(hi)}
-    return row
 
 
 def _resolved(task: Any, positions: Positions) -> str:

@@ -192,22 +192,3 @@ def test_protocol_on_the_embedded_model(real, tmp_path):
     assert s["effect"] == pytest.approx(diff.mean(), abs=1e-9)
     assert s["mde"] == pytest.approx(mde_paired(48, float(np.std(diff, ddof=1))), abs=1e-12)
     assert s["baseline"] == pytest.approx(base.mean(), abs=1e-9)
-
-
-def test_summary_row_flattens_a_summary():
-    import math
-
-    from steerlab.protocol import summary_row
-
-    s = {"metric": "p_behaviour", "site": "resid_post.12", "layer": 12, "strength": 0.25, "coeff": 17.5,
-         "orientation": {"flipped_sites": ["resid_post.12"]}, "selection": {"val_effect": 0.05}, "baseline": 0.5,
-         "steered": 0.54, "effect": 0.04, "effect_ci": [0.01, 0.07], "null_band": [-0.02, 0.03], "mde": None,
-         "n_val": 100, "n_test": 100, "verdict_label": "steers", "verdict": "steers: ...",
-         "per_label": {"No": {"effect": 0.03, "ci": [0.0, 0.06], "n": 50}, "Yes": {"effect": 0.05, "ci": None}}}
-    row = summary_row(s)
-    assert row["flipped"] is True and (row["ci_lo"], row["ci_hi"], row["null_lo"], row["null_hi"]) == (
-        0.01, 0.07, -0.02, 0.03)
-    assert math.isnan(row["mde"]) and row["verdict"] == "steers" and row["val_effect"] == 0.05
-    assert (row["effect_No"], row["lo_No"], row["hi_No"]) == (0.03, 0.0, 0.06)
-    assert row["effect_Yes"] == 0.05 and math.isnan(row["lo_Yes"])
-    assert "effect_No" not in summary_row({**s, "per_label": None})
