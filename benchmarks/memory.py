@@ -13,8 +13,15 @@ Each measurement runs in a fresh subprocess and reports its RSS high-water mark
 - ``<backend>-forward``: the steerlab backend loaded and one forward of the same 16 texts.
 - ``<backend>-extract-<n>``: the backend loaded and ``stream_mean_diff`` over ``n`` pairs at all 30
   layers (batch 16), for n = 1000 and a smaller n (100) to show that memory does not grow with n.
+- ``<backend>-sweep-<n>``: the backend loaded and a `steerlab.sweeps.sweep` of a `ChoiceTask` on ``n``
+  persona prompts (n = 1000 and 100): a random direction at the middle layer's residual stream, strengths
+  -4 / 0 / +4, every position from the prompt on, the prefix cache on (bounded by
+  `steerlab.memory`: half the model's weights by default). Without the bound the cached key/value prefixes
+  of 1,000 prompts would grow with n.
 
-Target: extraction peak within +300 MB of the model's own footprint.
+Targets: extraction and sweep peaks within +300 MB of the model's own footprint (the sweep's bounded prefix
+cache may hold up to half the weights, so its target is +300 MB over the backend's forward plus that bound),
+and flat in n: the growth from the small n to the large one under 10% of the footprint.
 """
 
 from __future__ import annotations
@@ -71,6 +78,16 @@ def child(mode: str, n_pairs: int) -> None:
             lm = load_model(backend=kind)
             if what == "forward":
                 lm.forward([lm.chat(p.prompt) + answer_stem(p.positive) for p in pairs[:16]])
+            elif what == "sweep":
+                from steerlab.controls import random_like
+                from steerlab.extraction import extract
+                from steerlab.sweeps import sweep
+                from steerlab.tasks import ChoiceTask
+
+                layer = lm.n_layers // 2
+                vec = random_like(extract(lm, pairs[:16], [layer], method="caa", progress=False), 1, 0)[0]
+                task = ChoiceTask.from_pairs(lm, pairs[:n_pairs], batch_size=16)
+                sweep(lm, vec, task, coeffs=[-4.0, 0.0, 4.0], progress=False)
             else:
                 from steerlab.extraction import stream_mean_diff
 
@@ -95,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 and 32 pairs instead of 1000 and 100")
     ap.add_argument("--backends", default="tl,nnsight")
+    ap.add_argument("--what", default="extract,sweep", help="which measurements per backend (extract, sweep)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--pairs", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -103,12 +121,16 @@ def main() -> None:
         return
 
     big, small = (100, 32) if args.quick else (1000, 100)
+    whats = [w for w in args.what.split(",") if w]
+    if not whats or set(whats) - {"extract", "sweep"}:
+        raise SystemExit(f"--what takes extract and/or sweep, got {args.what!r}")
     print(f"memory: peak RSS per fresh process; extraction of {big} pairs at all layers (and {small} for growth)")
     runs = {"imports": measure("imports"), "hf-forward": measure("hf-forward")}
     for kind in args.backends.split(","):
         runs[f"{kind}-forward"] = measure(f"{kind}-forward")
-        runs[f"{kind}-extract-{small}"] = measure(f"{kind}-extract", small)
-        runs[f"{kind}-extract-{big}"] = measure(f"{kind}-extract", big)
+        for what in whats:
+            runs[f"{kind}-{what}-{small}"] = measure(f"{kind}-{what}", small)
+            runs[f"{kind}-{what}-{big}"] = measure(f"{kind}-{what}", big)
 
     model = runs["hf-forward"]["peak_mb"]
     rows = [
@@ -117,22 +139,27 @@ def main() -> None:
     ]
     checks = []
     for kind in args.backends.split(","):
-        ext = runs[f"{kind}-extract-{big}"]["peak_mb"]
         own = runs[f"{kind}-forward"]["peak_mb"]
-        growth = ext - runs[f"{kind}-extract-{small}"]["peak_mb"]
-        checks.append(
-            {
-                "backend": kind,
-                "extract_vs_hf_forward_mb": ext - model,
-                "extract_vs_backend_forward_mb": ext - own,
-                f"growth_{small}_to_{big}_mb": growth,
-                "target": "<= +300 MB",
-                "ok": "ok" if ext - model <= 300 else ("ok vs backend" if ext - own <= 300 else "MISSED"),
-            }
-        )
+        for what in whats:
+            peak = runs[f"{kind}-{what}-{big}"]["peak_mb"]
+            growth = peak - runs[f"{kind}-{what}-{small}"]["peak_mb"]
+            flat = growth <= 0.1 * model
+            checks.append(
+                {
+                    "what": f"{kind} {what}",
+                    "vs_hf_forward_mb": peak - model,
+                    "vs_backend_forward_mb": peak - own,
+                    f"growth_{small}_to_{big}_mb": growth,
+                    "target": "<= +300 MB, flat in n",
+                    "ok": ("ok" if peak - model <= 300 else "ok vs backend" if peak - own <= 300 else "MISSED")
+                    if flat
+                    else "MISSED (grows with n)",
+                }
+            )
     print("\n" + table(rows, ["what", "pairs", "peak_mb", "vs_hf_forward_mb"]))
     print("\n" + table(checks, list(checks[0])))
-    path = write_results("memory", {"quick": args.quick, "n_pairs": big, "runs": runs, "rows": rows, "checks": checks})
+    name = "memory" if len(whats) == 2 else f"memory-{whats[0]}"
+    path = write_results(name, {"quick": args.quick, "n_pairs": big, "runs": runs, "rows": rows, "checks": checks})
     print(f"\nwrote {path}")
 
 
