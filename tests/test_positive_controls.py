@@ -144,14 +144,14 @@ def test_clears_band(effect, ci, band, expected):
 
 # ------------------------------------------------------------------------------------------ the real model
 
-N_VAL, N_TEST, TOKENS = 8, 20, 16
+N_VAL, N_TEST, TOKENS = 12, 24, 40
 FRACTIONS = [-0.25, 0.0, 0.25]
 
 
 @pytest.fixture(scope="module")
 def sentiment_run(device):
-    """The protocol on the sentiment control: layers at 10% and 20% of the depth (3 and 6 of SmolLM2's 30) on 8
-    validation prompts, then the chosen cell and 8 random directions there on 20 test prompts (16 tokens each)."""
+    """The protocol on the sentiment control: layers at 10% and 20% of the depth (3 and 6 of SmolLM2's 30) on 12
+    validation prompts, then the chosen cell and 8 random directions there on 24 test prompts (40 tokens each)."""
     from steerlab.extraction import extract_from_labels
     from steerlab.models import load_model
     from steerlab.protocol import evaluate_vector
