@@ -31,8 +31,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import (HERE, interleaved, load_line, median, paired_ratio, quiet, set_threads, table, verdict,
-                     write_results)
+from _common import (
+    HERE,
+    interleaved,
+    load_line,
+    median,
+    paired_ratio,
+    quiet,
+    set_threads,
+    table,
+    verdict,
+    write_results,
+)
 
 PEER_VENV = HERE / ".peer-venv"
 PEER_PYTHON = PEER_VENV / "bin" / "python"

@@ -57,8 +57,8 @@ def main() -> None:
         lm = load_model(backend=kind)
         layer = lm.n_layers // 2
         g = torch.Generator().manual_seed(0)
-        vec = SteeringVector({Site(layer): torch.randn(lm.d_model, generator=g)},
-                             Provenance(model=lm.name, d_model=lm.d_model, n_layers=lm.n_layers, method="random"))  # fmt: skip
+        prov = Provenance(model=lm.name, d_model=lm.d_model, n_layers=lm.n_layers, method="random")
+        vec = SteeringVector({Site(layer): torch.randn(lm.d_model, generator=g)}, prov)
         tasks = {"choice": ChoiceTask.from_pairs(lm, pairs, batch_size=16),
                  "perplexity": PerplexityTask(lm, [p.prompt for p in pairs], max_tokens=64, batch_size=16)}  # fmt: skip
         small = {"choice": ChoiceTask.from_pairs(lm, pairs[:4]), "perplexity": PerplexityTask(lm, ["a b c d"])}
@@ -91,8 +91,9 @@ def main() -> None:
     print("\n" + table(rows, ["what", "grouped_s", "alone_s", "ratio", "paired", "target", "ok"]))
     print(f"largest difference between the two ways: {max(gaps.values()):.1e}")
     print(load_line())
-    path = write_results("shared_trunk", {"quick": args.quick, "prompts": n_prompts, "strengths": STRENGTHS,
-                                          "backends": info, "times": times, "rows": rows, "max_abs_diff": gaps})  # fmt: skip
+    record = {"quick": args.quick, "prompts": n_prompts, "strengths": STRENGTHS, "backends": info, "times": times,
+              "rows": rows, "max_abs_diff": gaps}  # fmt: skip
+    path = write_results("shared_trunk", record)
     print(f"wrote {path}")
 
 
