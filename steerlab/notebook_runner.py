@@ -28,8 +28,9 @@ import logging
 import os
 import re
 import shutil
+import sysconfig
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def _relative_to(target: Path, folder: Path) -> str:
         return str(target)
 
 
-def relative_paths(nb: Any, folder: str | Path) -> int:
+def relative_paths(nb: Any, folder: str | Path, also: Mapping[str, str] | None = None) -> int:
     """Rewrite absolute paths under ``folder`` (a notebook's folder) and its parent as relative ones, in place.
 
     Covers what papermill and the kernel write into an executed notebook: papermill's metadata (input and
@@ -140,12 +141,15 @@ def relative_paths(nb: Any, folder: str | Path) -> int:
     Args:
         nb: A notebook as ``nbformat`` or ``json`` reads it; changed in place.
         folder: The folder the notebook lives in (and runs in).
+        also: More ``{absolute folder: replacement}`` pairs, e.g. the kernel's site-packages and scratch folder
+            (`run_notebook` passes both), replaced before ``folder``.
 
     Returns:
         The number of strings changed.
     """
     folder = Path(folder).resolve()
-    prefixes = [(f"{folder}{os.sep}", ""), (f"{folder.parent}{os.sep}", f"..{os.sep}")]
+    prefixes = [(f"{Path(k).resolve()}{os.sep}", v) for k, v in (also or {}).items()]
+    prefixes += [(f"{folder}{os.sep}", ""), (f"{folder.parent}{os.sep}", f"..{os.sep}")]
     changed = 0
 
     def fix(value: Any) -> Any:
@@ -249,7 +253,8 @@ def run_notebook(
     import nbformat
 
     nb = nbformat.read(target, as_version=4)
-    if relative_paths(nb, path.parent):
+    machine = {sysconfig.get_paths()["purelib"]: f"site-packages{os.sep}", scratch.name: f"tmp{os.sep}"}
+    if relative_paths(nb, path.parent, machine):
         nbformat.write(nbformat.from_dict(nb), target)
     if in_place:
         staged = path.with_name(f".{path.name}.tmp")

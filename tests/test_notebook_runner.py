@@ -93,3 +93,13 @@ def test_cli_smoke_run_leaves_the_figures_folder_alone(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["notebooks", str(nb), "--smoke", "--model", "m", "--timeout", "120"])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "figures").exists() and nb.read_text() == before
+
+
+def test_relative_paths_also_rewrites_the_kernels_own_folders():
+    """A warning from an installed package or the kernel's scratch folder names no path of this machine."""
+    text = "/env/lib/site-packages/tqdm/auto.py:21: W\n/tmp/k1/ipykernel_9/3.py:1: W\n"
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "",
+                     "outputs": [{"output_type": "stream", "name": "stderr", "text": text}]}]}  # fmt: skip
+    also = {"/env/lib/site-packages": "site-packages/", "/tmp/k1": "tmp/"}
+    assert relative_paths(nb, "/repo/notebooks", also) == 1
+    assert nb["cells"][0]["outputs"][0]["text"] == "site-packages/tqdm/auto.py:21: W\ntmp/ipykernel_9/3.py:1: W\n"
